@@ -1,0 +1,159 @@
+# paro — calibrates sparse and quantized attention for diffusion transformers.
+#
+#   make            build ./paro
+#   make test       build and run every test that can run here
+#   make demo       synth -> calibrate -> dump on the bundled sample
+#   make help       list the targets
+#
+# Knobs (command line or config.mak):
+#   V=1                         show the commands
+#   SANITIZE=address,undefined  build everything with sanitizers (in build-san/)
+#   HAVE_CUDA=0|1               default: 1 when nvcc is found
+#   CUDA_ARCH=sm_90             GPU architecture for nvcc
+#   REQUIRE_CUDA=1              the CUDA test suite must run (a skip fails)
+#   PREFIX=/usr/local DESTDIR=  for install
+-include config.mak
+
+VERSION := 0.1.0
+
+CC ?= cc
+PKG_CONFIG ?= pkg-config
+PYTHON ?= python3
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+INSTALL ?= install
+
+Q := $(if $(filter 1,$(V)),,@)
+quiet = $(if $(filter 1,$(V)),,@printf '  %-6s %s\n' $(1) $(2);)
+
+# ---- CUDA probe (as zstd does for zlib: found means on, HAVE_CUDA=0 forces off)
+CUDA_PATH ?= $(or $(patsubst %/bin/nvcc,%,$(shell command -v nvcc 2>/dev/null)),\
+                  $(if $(wildcard /usr/local/cuda/bin/nvcc),/usr/local/cuda))
+NVCC ?= $(if $(CUDA_PATH),$(CUDA_PATH)/bin/nvcc)
+HAVE_CUDA ?= $(if $(wildcard $(NVCC)),1,0)
+CUDA_ARCH ?= sm_90
+
+SANITIZE ?=
+BUILD := $(if $(SANITIZE),build-san,build)
+
+# ---- flags (user CFLAGS are added to ours, not put in their place)
+DEP_CFLAGS := $(shell $(PKG_CONFIG) --cflags libcjson zlib 2>/dev/null)
+DEP_LIBS := $(shell $(PKG_CONFIG) --libs libcjson zlib 2>/dev/null || echo -lcjson -lz)
+CHECK_CFLAGS := $(shell $(PKG_CONFIG) --cflags check 2>/dev/null)
+CHECK_LIBS := $(shell $(PKG_CONFIG) --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm)
+
+WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla \
+        -Wformat=2 -Wno-format-nonliteral
+OPT := $(if $(SANITIZE),-O1 -fno-omit-frame-pointer,-O2)
+SAN := $(if $(SANITIZE),-fsanitize=$(SANITIZE) -fno-sanitize-recover=all)
+override CFLAGS := -std=c11 -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L -g $(OPT) $(WARN) \
+                   $(SAN) -pthread -MMD -MP -Iformats -Icalib -Imetrics -Ikernels \
+                   -DPARO_VERSION='"$(VERSION)"' -DPARO_HAVE_CUDA=$(HAVE_CUDA) \
+                   -DPARO_CUDA_ARCH='"$(CUDA_ARCH)"' $(DEP_CFLAGS) $(CFLAGS)
+override LDFLAGS := $(SAN) -pthread $(LDFLAGS)
+LIBS := $(DEP_LIBS) -lm
+
+NVCCFLAGS ?= -O3 -lineinfo
+ifeq ($(HAVE_CUDA),1)
+CUDA_LIBS := -L$(CUDA_PATH)/lib64 -lcudart_static -ldl -lrt -lstdc++
+LINK_CC := $(CC)
+endif
+
+# ---- sources: the library is everything outside cli/ and tests/
+LIB_C := $(wildcard formats/*.c calib/*.c metrics/*.c)
+ifeq ($(HAVE_CUDA),1)
+KERNEL_CU := $(wildcard kernels/*.cu)
+KERNEL_C := $(filter-out kernels/stub.c,$(wildcard kernels/*.c))
+else
+KERNEL_CU :=
+KERNEL_C := $(wildcard kernels/*.c)
+endif
+CLI_C := $(wildcard cli/*.c)
+
+LIB_OBJ := $(LIB_C:%.c=$(BUILD)/%.o) $(KERNEL_C:%.c=$(BUILD)/%.o) $(KERNEL_CU:%.cu=$(BUILD)/%.cu.o)
+CLI_OBJ := $(CLI_C:%.c=$(BUILD)/%.o)
+LIB := $(BUILD)/libparo.a
+BIN := $(BUILD)/paro
+
+CPU_TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(filter-out tests/check_cuda%.c,$(wildcard tests/check_*.c)))
+CUDA_TESTS := $(if $(filter 1,$(HAVE_CUDA)),$(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/check_cuda*.c)))
+TEST_UTIL_OBJ := $(BUILD)/tests/testutil.o
+
+.PHONY: all test demo deps install uninstall clean help check-cuda-banner
+.DEFAULT_GOAL := all
+
+## all: build ./paro (and the library build/libparo.a)
+all: $(if $(SANITIZE),$(BIN),paro)
+
+paro: $(BIN)
+	$(Q)cp $(BIN) paro
+
+# Rebuild everything when the flags change (git's GIT-CFLAGS).
+$(BUILD)/FLAGS: FORCE
+	@mkdir -p $(BUILD)
+	@echo '$(CC) $(CFLAGS) $(LDFLAGS) HAVE_CUDA=$(HAVE_CUDA) $(NVCC) $(NVCCFLAGS) $(CUDA_ARCH)' > $@.new
+	@if cmp -s $@.new $@; then rm $@.new; else mv $@.new $@; \
+	  echo '  cuda: $(if $(filter 1,$(HAVE_CUDA)),yes ($(CUDA_ARCH), $(NVCC)),no (nvcc not found; the CUDA backend is left out))'; fi
+FORCE:
+
+$(BUILD)/%.o: %.c $(BUILD)/FLAGS
+	@mkdir -p $(dir $@)
+	$(call quiet,CC,$<)$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/%.cu.o: %.cu $(BUILD)/FLAGS
+	@mkdir -p $(dir $@)
+	$(call quiet,NVCC,$<)$(NVCC) $(NVCCFLAGS) -arch=$(CUDA_ARCH) -std=c++17 -Iformats -Ikernels \
+	  -Xcompiler -Wall -MMD -MP -c $< -o $@
+
+$(LIB): $(LIB_OBJ)
+	$(call quiet,AR,$@)rm -f $@ && ar rcs $@ $^
+
+$(BIN): $(CLI_OBJ) $(LIB)
+	$(call quiet,LINK,$@)$(CC) $(LDFLAGS) $(CLI_OBJ) $(LIB) $(LIBS) $(CUDA_LIBS) -o $@
+
+# ---- tests
+$(BUILD)/tests/check_%: tests/check_%.c $(TEST_UTIL_OBJ) $(LIB) $(BUILD)/FLAGS
+	@mkdir -p $(dir $@)
+	$(call quiet,CC,$<)$(CC) $(CFLAGS) $(CHECK_CFLAGS) -Itests $< $(TEST_UTIL_OBJ) $(LIB) \
+	  $(LDFLAGS) $(CHECK_LIBS) $(LIBS) $(CUDA_LIBS) -o $@
+
+$(BUILD)/tests/testutil.o: tests/testutil.c $(BUILD)/FLAGS
+	@mkdir -p $(dir $@)
+	$(call quiet,CC,$<)$(CC) $(CFLAGS) $(CHECK_CFLAGS) -Itests -c $< -o $@
+
+## deps: install the Debian packages paro needs (apt-get; sudo when not root)
+deps:
+	$(Q).ci/deps
+
+## test: build and run every test that can run here (CUDA suite skips without a GPU)
+test: deps
+	$(Q)$(MAKE) --no-print-directory test-run
+
+.PHONY: test-run
+test-run: $(BIN) $(CPU_TESTS) $(CUDA_TESTS)
+	$(Q)BUILD=$(BUILD) PARO=$(BIN) PYTHON=$(PYTHON) REQUIRE_CUDA=$(REQUIRE_CUDA) \
+	  tests/run-all $(CPU_TESTS) $(CUDA_TESTS)
+
+## demo: make a capture with `paro synth`, check it against samples/demo, calibrate, dump
+demo: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)samples/demo.sh ./paro
+
+## install: copy paro to $(DESTDIR)$(BINDIR)
+install: all
+	$(INSTALL) -d $(DESTDIR)$(BINDIR)
+	$(INSTALL) -m 755 paro $(DESTDIR)$(BINDIR)/paro
+
+## uninstall: remove it again
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/paro
+
+## clean: remove build outputs
+clean:
+	rm -rf build build-san paro
+
+## help: this list
+help:
+	@sed -n 's/^## //p' $(MAKEFILE_LIST)
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

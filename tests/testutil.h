@@ -1,0 +1,29 @@
+/* paro tests — helpers shared by the Check suites. */
+#ifndef PARO_TESTUTIL_H_0d4e7a19
+#define PARO_TESTUTIL_H_0d4e7a19
+
+#include <check.h>  /* Suite, SRunner */
+#include <stddef.h> /* size_t */
+#include <stdint.h> /* uint64_t */
+
+/* A fresh folder under $TMPDIR (or /tmp), removed by tu_rmtree. */
+char *tu_mkdtemp(void);
+void tu_rmtree(const char *dir);
+/* dir + "/" + name, malloc'ed. */
+char *tu_path(const char *dir, const char *name);
+void tu_write_file(const char *path, const void *buf, size_t n);
+/* Whole file, malloc'ed; *n gets the size.  Fails the test when unreadable. */
+unsigned char *tu_read_file(const char *path, size_t *n);
+int tu_exists(const char *path);
+
+/* splitmix64: the same stream on every libc. */
+uint64_t tu_rand(uint64_t *state);
+/* Uniform in [0, 1). */
+double tu_uniform(uint64_t *state);
+/* Roughly standard normal (sum of 12 uniforms - 6): no libm. */
+double tu_normal(uint64_t *state);
+
+/* Runs one suite (fork mode unless CK_FORK=no) and returns the exit status. */
+int tu_run_suite(Suite *s);
+
+#endif
