@@ -1,0 +1,785 @@
+/* paro — the capture manifest and reading one layer of one sample as f32.
+ * formats/CAPTURE.md is the normative description of what is accepted. */
+#include "manifest.h"
+
+#include <errno.h>    /* errno, EINTR */
+#include <fcntl.h>    /* open, O_RDONLY, O_CLOEXEC */
+#include <math.h>     /* sqrt, HUGE_VAL */
+#include <stdio.h>    /* snprintf */
+#include <stdlib.h>   /* malloc, calloc, free */
+#include <string.h>   /* strcmp, strncmp, strlen, strchr, strrchr, strstr, memcpy, strerror */
+#include <sys/stat.h> /* stat, fstat, S_ISREG, S_ISDIR */
+#include <unistd.h>   /* read, close */
+
+#include <cjson/cJSON.h> /* cJSON */
+#include <zlib.h>        /* crc32 */
+
+#include "dtype.h"       /* paro_convert_to_f32, paro_dtype_size */
+#include "json_util.h"   /* paro_json_parse, paro_json_check_keys, paro_json_get_* */
+#include "safetensors.h" /* paro_st_open, paro_st_close, paro_st_find, paro_st_data */
+
+#define CAPTURE_FORMAT "paro-capture"
+#define CAPTURE_VERSION 1
+#define LAYER_FIELD "{layer}"
+/* Longest sample file path and tensor name template accepted. */
+#define MAX_FILE_PATH 4096u
+#define MAX_TEMPLATE 1024u
+
+static const char *const default_templates[3] = {"layers.{layer}.q", "layers.{layer}.k",
+                                                 "layers.{layer}.v"};
+static const char *const kind_keys[3] = {"q", "k", "v"};
+
+static char *dup_str(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *d = malloc(n);
+    if (d)
+        memcpy(d, s, n);
+    return d;
+}
+
+void paro_manifest_free(paro_manifest *m)
+{
+    if (!m)
+        return;
+    free(m->path);
+    free(m->dir);
+    free(m->model);
+    for (int k = 0; k < 3; k++)
+        free(m->tensor_names[k]);
+    for (size_t i = 0; i < m->n_samples; i++)
+        free(m->samples[i].file);
+    free(m->samples);
+    free(m);
+}
+
+static paro_err read_whole(const char *path, unsigned char **out, size_t *n, paro_errinfo *ei)
+{
+    *out = NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return paro_error(ei, PARO_ERR_IO, path, PARO_NO_OFFSET, "cannot open: %s",
+                          strerror(errno));
+    struct stat st;
+    paro_err rc = PARO_OK;
+    if (fstat(fd, &st) != 0) {
+        rc = paro_error(ei, PARO_ERR_IO, path, PARO_NO_OFFSET, "cannot stat: %s",
+                        strerror(errno));
+        goto out;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        rc = paro_error(ei, PARO_ERR_IO, path, PARO_NO_OFFSET, "%s, not a manifest file",
+                        S_ISDIR(st.st_mode) ? "is a folder" : "is not a regular file");
+        goto out;
+    }
+    if ((uint64_t)st.st_size > PARO_MAX_MANIFEST_BYTES) {
+        rc = paro_error(ei, PARO_ERR_LIMIT, path, PARO_NO_OFFSET,
+                        "manifest is %llu bytes; paro reads manifests of at most %u",
+                        (unsigned long long)st.st_size, PARO_MAX_MANIFEST_BYTES);
+        goto out;
+    }
+    size_t size = (size_t)st.st_size, got = 0;
+    unsigned char *buf = malloc(size ? size : 1);
+    if (!buf) {
+        rc = paro_error(ei, PARO_ERR_NOMEM, path, PARO_NO_OFFSET, "out of memory");
+        goto out;
+    }
+    while (got < size) {
+        ssize_t r = read(fd, buf + got, size - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            rc = paro_error(ei, PARO_ERR_IO, path, PARO_NO_OFFSET, "cannot read: %s",
+                            strerror(errno));
+            free(buf);
+            goto out;
+        }
+        if (r == 0)
+            break; /* shrank while we read: parse what is there */
+        got += (size_t)r;
+    }
+    *out = buf;
+    *n = got;
+out:
+    close(fd);
+    return rc;
+}
+
+/* A template must name the layer exactly once and hold no other braces, so
+ * that a typo such as "{layers}" fails here instead of finding no tensor. */
+static paro_err check_template(const paro_json_ctx *cx, const char *where, const char *tpl)
+{
+    char shown[128];
+    size_t fields = 0;
+    for (const char *p = tpl; *p;) {
+        if (!strncmp(p, LAYER_FIELD, strlen(LAYER_FIELD))) {
+            fields++;
+            p += strlen(LAYER_FIELD);
+        } else if (*p == '{' || *p == '}') {
+            fields = 99; /* any stray brace fails below */
+            break;
+        } else {
+            p++;
+        }
+    }
+    if (strlen(tpl) > MAX_TEMPLATE)
+        return paro_error(cx->ei, PARO_ERR_FORMAT, cx->file, cx->offset,
+                          "%s is %zu bytes long; at most %u", where, strlen(tpl), MAX_TEMPLATE);
+    if (fields != 1)
+        return paro_error(cx->ei, PARO_ERR_FORMAT, cx->file, cx->offset,
+                          "%s is '%s'; it must contain '{layer}' exactly once and no other "
+                          "braces",
+                          where, paro_json_printable(shown, sizeof shown, tpl));
+    return PARO_OK;
+}
+
+/* Sample paths stay inside the capture folder: relative, no "..". */
+static paro_err check_sample_file(const paro_json_ctx *cx, const char *where, const char *file)
+{
+    char shown[128];
+    size_t len = strlen(file);
+    if (len == 0)
+        return paro_error(cx->ei, PARO_ERR_FORMAT, cx->file, cx->offset,
+                          "%s is empty; it must name a file", where);
+    if (len > MAX_FILE_PATH)
+        return paro_error(cx->ei, PARO_ERR_FORMAT, cx->file, cx->offset,
+                          "%s is %zu bytes long; at most %u", where, len, MAX_FILE_PATH);
+    paro_json_printable(shown, sizeof shown, file);
+    if (file[0] == '/')
+        return paro_error(cx->ei, PARO_ERR_FORMAT, cx->file, cx->offset,
+                          "%s is '%s'; it must be relative to the manifest's folder", where,
+                          shown);
+    for (const char *p = file; *p;) {
+        const char *slash = strchr(p, '/');
+        size_t part = slash ? (size_t)(slash - p) : strlen(p);
+        if (part == 2 && p[0] == '.' && p[1] == '.')
+            return paro_error(cx->ei, PARO_ERR_FORMAT, cx->file, cx->offset,
+                              "%s is '%s'; it must not contain '..'", where, shown);
+        p += part + (slash ? 1 : 0);
+    }
+    return PARO_OK;
+}
+
+static paro_err parse_tensor_names(const paro_json_ctx *cx, const cJSON *root, paro_manifest *m)
+{
+    const cJSON *names = paro_json_get(root, "tensor_names");
+    const char *tpl[3] = {default_templates[0], default_templates[1], default_templates[2]};
+    char where[PARO_JSON_PATH_MAX];
+    if (names) {
+        paro_err rc = paro_json_check_keys(cx, names, "tensor_names", kind_keys, 3, NULL);
+        if (rc)
+            return rc;
+        for (int k = 0; k < 3; k++) {
+            rc = paro_json_get_string(cx, names, "tensor_names", kind_keys[k],
+                                      PARO_JSON_OPTIONAL, &tpl[k], NULL);
+            if (rc)
+                return rc;
+            rc = check_template(cx,
+                                paro_json_path_key(where, sizeof where, "tensor_names",
+                                                   kind_keys[k]),
+                                tpl[k]);
+            if (rc)
+                return rc;
+        }
+    }
+    for (int k = 0; k < 3; k++)
+        if (!(m->tensor_names[k] = dup_str(tpl[k])))
+            return paro_error(cx->ei, PARO_ERR_NOMEM, cx->file, PARO_NO_OFFSET,
+                              "out of memory");
+    return PARO_OK;
+}
+
+static paro_err parse_samples(const paro_json_ctx *cx, const cJSON *root, paro_manifest *m)
+{
+    static const char *const sample_keys[] = {"file", "prompt", "timestep", "step"};
+    const cJSON *samples = paro_json_get(root, "samples");
+    char path[PARO_JSON_PATH_MAX], where[PARO_JSON_PATH_MAX];
+    if (!samples)
+        return paro_error(cx->ei, PARO_ERR_FORMAT, cx->file, cx->offset,
+                          "missing key 'samples'");
+    if (cJSON_IsArray(samples) && (unsigned)cJSON_GetArraySize(samples) > PARO_MAX_SAMPLES)
+        return paro_error(cx->ei, PARO_ERR_LIMIT, cx->file, cx->offset,
+                          "samples has %d entries; paro reads at most %u",
+                          cJSON_GetArraySize(samples), PARO_MAX_SAMPLES);
+    size_t n;
+    paro_err rc = paro_json_as_array(cx, samples, "samples", 1, PARO_MAX_SAMPLES, &n);
+    if (rc)
+        return rc;
+    m->samples = calloc(n, sizeof *m->samples);
+    if (!m->samples)
+        return paro_error(cx->ei, PARO_ERR_NOMEM, cx->file, PARO_NO_OFFSET, "out of memory");
+    size_t i = 0;
+    for (const cJSON *s = samples->child; s; s = s->next, i++) {
+        paro_json_path_index(path, sizeof path, "samples", i);
+        rc = paro_json_check_keys(cx, s, path, sample_keys, 4, NULL);
+        if (rc)
+            return rc;
+        paro_sample *out = &m->samples[i];
+        const char *file;
+        rc = paro_json_get_string(cx, s, path, "file", PARO_JSON_REQUIRED, &file, NULL);
+        if (!rc)
+            rc = check_sample_file(cx, paro_json_path_key(where, sizeof where, path, "file"),
+                                   file);
+        if (rc)
+            return rc;
+        uint64_t prompt, step;
+        rc = paro_json_get_uint(cx, s, path, "prompt", PARO_JSON_REQUIRED, 0, PARO_JSON_MAX_INT,
+                                &prompt, NULL);
+        if (!rc)
+            rc = paro_json_get_number(cx, s, path, "timestep", PARO_JSON_REQUIRED, 0.0,
+                                      m->timestep_max, 0, &out->timestep, NULL);
+        if (rc)
+            return rc;
+        out->step = -1;
+        if (paro_json_get(s, "step")) {
+            paro_json_path_key(where, sizeof where, path, "step");
+            if (m->steps < 0)
+                return paro_error(cx->ei, PARO_ERR_FORMAT, cx->file, cx->offset,
+                                  "%s is given but the manifest has no 'steps'", where);
+            rc = paro_json_get_uint(cx, s, path, "step", PARO_JSON_REQUIRED, 0,
+                                    (uint64_t)m->steps - 1, &step, NULL);
+            if (rc)
+                return rc;
+            out->step = (int64_t)step;
+        }
+        out->prompt = (int64_t)prompt;
+        if (!(out->file = dup_str(file)))
+            return paro_error(cx->ei, PARO_ERR_NOMEM, cx->file, PARO_NO_OFFSET,
+                              "out of memory");
+        m->n_samples = i + 1;
+    }
+    return PARO_OK;
+}
+
+/* A size that must be >= 1 and within a limit: beyond the limit is
+ * PARO_ERR_LIMIT, the rest PARO_ERR_FORMAT. */
+static paro_err get_size(const paro_json_ctx *cx, const cJSON *root, const char *key,
+                         uint32_t limit, uint32_t *out)
+{
+    uint64_t v;
+    paro_err rc = paro_json_get_uint(cx, root, "", key, PARO_JSON_REQUIRED, 1, PARO_JSON_MAX_INT,
+                                     &v, NULL);
+    if (rc)
+        return rc;
+    if (v > limit)
+        return paro_error(cx->ei, PARO_ERR_LIMIT, cx->file, cx->offset,
+                          "%s is %llu; paro handles at most %u", key, (unsigned long long)v,
+                          limit);
+    *out = (uint32_t)v;
+    return PARO_OK;
+}
+
+static paro_err parse_root(const paro_json_ctx *cx, const cJSON *root, paro_manifest *m)
+{
+    static const char *const keys[] = {
+        "format", "version", "model", "grid", "text_tokens", "text_position",
+        "layers", "heads", "head_dim", "scale", "layout", "tensor_names",
+        "steps", "timestep_max", "samples"};
+    char shown[128];
+    paro_err rc = paro_json_as_object(cx, root, "the manifest");
+    if (rc)
+        return rc;
+
+    /* format and version first: a newer manifest should say so rather than
+     * fail on a key this version does not know. */
+    const char *s;
+    uint64_t u;
+    rc = paro_json_get_string(cx, root, "", "format", PARO_JSON_REQUIRED, &s, NULL);
+    if (rc)
+        return rc;
+    if (strcmp(s, CAPTURE_FORMAT))
+        return paro_error(cx->ei, PARO_ERR_FORMAT, cx->file, cx->offset,
+                          "format is '%s'; it must be '%s'",
+                          paro_json_printable(shown, sizeof shown, s), CAPTURE_FORMAT);
+    rc = paro_json_get_uint(cx, root, "", "version", PARO_JSON_REQUIRED, 0, PARO_JSON_MAX_INT,
+                            &u, NULL);
+    if (rc)
+        return rc;
+    if (u != CAPTURE_VERSION)
+        return paro_error(cx->ei, PARO_ERR_FORMAT, cx->file, cx->offset,
+                          "version is %llu; this paro reads version %d", (unsigned long long)u,
+                          CAPTURE_VERSION);
+    rc = paro_json_check_keys(cx, root, "", keys, sizeof keys / sizeof keys[0], NULL);
+    if (rc)
+        return rc;
+
+    rc = paro_json_get_string(cx, root, "", "model", PARO_JSON_REQUIRED, &s, NULL);
+    if (rc)
+        return rc;
+    if (!(m->model = dup_str(s)))
+        return paro_error(cx->ei, PARO_ERR_NOMEM, cx->file, PARO_NO_OFFSET, "out of memory");
+
+    uint64_t grid[3], text;
+    size_t n;
+    rc = paro_json_get_uint_array(cx, root, "", "grid", PARO_JSON_REQUIRED, 3, 3, 1,
+                                  PARO_JSON_MAX_INT, grid, &n, NULL);
+    if (!rc)
+        rc = paro_json_get_uint(cx, root, "", "text_tokens", PARO_JSON_REQUIRED, 0,
+                                PARO_JSON_MAX_INT, &text, NULL);
+    if (rc)
+        return rc;
+    uint64_t tokens;
+    if (!paro_mul_ok(grid[0], grid[1], &tokens) || !paro_mul_ok(tokens, grid[2], &tokens) ||
+        !paro_add_ok(tokens, text, &tokens) || tokens > PARO_MAX_TOKENS)
+        return paro_error(cx->ei, PARO_ERR_LIMIT, cx->file, cx->offset,
+                          "grid [%llu, %llu, %llu] with text_tokens %llu makes more than %u "
+                          "tokens, the most paro handles",
+                          (unsigned long long)grid[0], (unsigned long long)grid[1],
+                          (unsigned long long)grid[2], (unsigned long long)text,
+                          PARO_MAX_TOKENS);
+    for (int a = 0; a < 3; a++)
+        m->grid[a] = (uint32_t)grid[a];
+    m->text_tokens = (uint32_t)text;
+    m->n_tokens = (uint32_t)tokens;
+
+    rc = paro_json_get_string(cx, root, "", "text_position", PARO_JSON_REQUIRED, &s, NULL);
+    if (rc)
+        return rc;
+    if (strcmp(s, "first") && strcmp(s, "last"))
+        return paro_error(cx->ei, PARO_ERR_FORMAT, cx->file, cx->offset,
+                          "text_position is '%s'; it must be 'first' or 'last'",
+                          paro_json_printable(shown, sizeof shown, s));
+    m->text_last = !strcmp(s, "last");
+
+    rc = get_size(cx, root, "layers", PARO_MAX_LAYERS, &m->layers);
+    if (!rc)
+        rc = get_size(cx, root, "heads", PARO_MAX_HEADS, &m->heads);
+    if (!rc)
+        rc = get_size(cx, root, "head_dim", PARO_MAX_HEAD_DIM, &m->head_dim);
+    if (rc)
+        return rc;
+
+    m->scale = 1.0 / sqrt((double)m->head_dim);
+    rc = paro_json_get_number(cx, root, "", "scale", PARO_JSON_OPTIONAL, 0.0, HUGE_VAL,
+                              PARO_JSON_LO_OPEN, &m->scale, &m->scale_given);
+    if (rc)
+        return rc;
+
+    int found;
+    m->layout = PARO_LAYOUT_HND;
+    rc = paro_json_get_string(cx, root, "", "layout", PARO_JSON_OPTIONAL, &s, &found);
+    if (rc)
+        return rc;
+    if (found) {
+        if (!strcmp(s, "NHD"))
+            m->layout = PARO_LAYOUT_NHD;
+        else if (strcmp(s, "HND"))
+            return paro_error(cx->ei, PARO_ERR_FORMAT, cx->file, cx->offset,
+                              "layout is '%s'; it must be 'HND' or 'NHD'",
+                              paro_json_printable(shown, sizeof shown, s));
+    }
+
+    rc = parse_tensor_names(cx, root, m);
+    if (rc)
+        return rc;
+
+    rc = paro_json_get_uint(cx, root, "", "steps", PARO_JSON_OPTIONAL, 1, PARO_JSON_MAX_INT, &u,
+                            &found);
+    if (rc)
+        return rc;
+    m->steps = found ? (int64_t)u : -1;
+    m->timestep_max = 1000.0;
+    rc = paro_json_get_number(cx, root, "", "timestep_max", PARO_JSON_OPTIONAL, 0.0, HUGE_VAL,
+                              PARO_JSON_LO_OPEN, &m->timestep_max, NULL);
+    if (rc)
+        return rc;
+    return parse_samples(cx, root, m);
+}
+
+static char *dir_of(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        return dup_str(".");
+    size_t len = slash == path ? 1 : (size_t)(slash - path);
+    char *d = malloc(len + 1);
+    if (d) {
+        memcpy(d, path, len);
+        d[len] = 0;
+    }
+    return d;
+}
+
+paro_err paro_manifest_load(const char *path, paro_manifest **out, paro_errinfo *ei)
+{
+    *out = NULL;
+    unsigned char *buf;
+    size_t n = 0;
+    paro_err rc = read_whole(path, &buf, &n, ei);
+    if (rc)
+        return rc;
+    paro_manifest *m = calloc(1, sizeof *m);
+    if (!m || !(m->path = dup_str(path)) || !(m->dir = dir_of(path))) {
+        free(buf);
+        paro_manifest_free(m);
+        return paro_error(ei, PARO_ERR_NOMEM, path, PARO_NO_OFFSET, "out of memory");
+    }
+    m->crc32 = (uint32_t)crc32(0L, buf, (uInt)n); /* n <= 64 MiB fits uInt */
+    m->steps = -1;
+
+    /* Parse errors carry a byte offset; cJSON keeps none for the values, so
+     * semantic errors name the JSON path instead. */
+    paro_json_ctx parse_cx = {path, 0, ei};
+    paro_json_ctx cx = {path, PARO_NO_OFFSET, ei};
+    cJSON *root;
+    rc = paro_json_parse(&parse_cx, buf, n, "manifest", &root);
+    free(buf);
+    if (!rc) {
+        rc = parse_root(&cx, root, m);
+        cJSON_Delete(root);
+    }
+    if (rc) {
+        paro_manifest_free(m);
+        return rc;
+    }
+    *out = m;
+    return PARO_OK;
+}
+
+char *paro_manifest_sample_path(const paro_manifest *m, size_t i)
+{
+    if (i >= m->n_samples)
+        return NULL;
+    const char *file = m->samples[i].file;
+    /* A bare "manifest.json" gives bare sample names, which read better in
+     * messages than "./s000.safetensors". */
+    if (!strchr(m->path, '/'))
+        return dup_str(file);
+    size_t a = strlen(m->dir), b = strlen(file);
+    int sep = a > 0 && m->dir[a - 1] != '/';
+    char *p = malloc(a + (size_t)sep + b + 1);
+    if (!p)
+        return NULL;
+    memcpy(p, m->dir, a);
+    if (sep)
+        p[a] = '/';
+    memcpy(p + a + (size_t)sep, file, b + 1);
+    return p;
+}
+
+char *paro_manifest_tensor_name(const paro_manifest *m, paro_kind kind, uint32_t layer)
+{
+    if ((unsigned)kind > PARO_KIND_V)
+        return NULL;
+    const char *tpl = m->tensor_names[kind];
+    const char *at = strstr(tpl, LAYER_FIELD);
+    if (!at)
+        return NULL;
+    char num[16];
+    int digits = snprintf(num, sizeof num, "%u", layer);
+    size_t head = (size_t)(at - tpl), tail = strlen(at + strlen(LAYER_FIELD));
+    char *name = malloc(head + (size_t)digits + tail + 1);
+    if (!name)
+        return NULL;
+    memcpy(name, tpl, head);
+    memcpy(name + head, num, (size_t)digits);
+    memcpy(name + head + (size_t)digits, at + strlen(LAYER_FIELD), tail + 1);
+    return name;
+}
+
+double paro_manifest_progress(const paro_manifest *m, size_t i)
+{
+    if (i >= m->n_samples)
+        return 0.0;
+    const paro_sample *s = &m->samples[i];
+    double p = (s->step >= 0 && m->steps > 0) ? (double)s->step / (double)m->steps
+                                              : 1.0 - s->timestep / m->timestep_max;
+    return p < 0.0 ? 0.0 : p > 1.0 ? 1.0 : p;
+}
+
+/* ---- sample files */
+
+/* Only safetensors for now; .npz and npy folders join as more members. */
+typedef enum sample_container { SAMPLE_SAFETENSORS = 0 } sample_container;
+
+struct paro_sample_file {
+    const paro_manifest *m; /* must outlive the sample file */
+    size_t index;
+    char *path;
+    sample_container container;
+    union {
+        paro_st_file *st;
+    } u;
+};
+
+static int has_suffix(const char *s, const char *suffix)
+{
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && !strcmp(s + a - b, suffix);
+}
+
+paro_err paro_sample_open(const paro_manifest *m, size_t sample, paro_sample_file **out,
+                          paro_errinfo *ei)
+{
+    *out = NULL;
+    if (sample >= m->n_samples)
+        return paro_error(ei, PARO_ERR_USAGE, m->path, PARO_NO_OFFSET,
+                          "sample %zu does not exist; the manifest has %zu", sample,
+                          m->n_samples);
+    paro_sample_file *sf = calloc(1, sizeof *sf);
+    if (!sf || !(sf->path = paro_manifest_sample_path(m, sample))) {
+        free(sf);
+        return paro_error(ei, PARO_ERR_NOMEM, m->path, PARO_NO_OFFSET, "out of memory");
+    }
+    sf->m = m;
+    sf->index = sample;
+    paro_err rc;
+    struct stat st;
+    if (stat(sf->path, &st) != 0) {
+        rc = paro_error(ei, PARO_ERR_IO, sf->path, PARO_NO_OFFSET,
+                        "cannot open the file of samples[%zu]: %s", sample, strerror(errno));
+        goto fail;
+    }
+    if (S_ISDIR(st.st_mode)) {
+        rc = paro_error(ei, PARO_ERR_IO, sf->path, PARO_NO_OFFSET,
+                        "samples[%zu].file is a folder; paro reads safetensors sample files",
+                        sample);
+        goto fail;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        rc = paro_error(ei, PARO_ERR_IO, sf->path, PARO_NO_OFFSET,
+                        "samples[%zu].file is not a regular file", sample);
+        goto fail;
+    }
+    if (has_suffix(sf->path, ".npz") || has_suffix(sf->path, ".npy")) {
+        rc = paro_error(ei, PARO_ERR_FORMAT, sf->path, PARO_NO_OFFSET,
+                        "samples[%zu].file is a NumPy file; this paro reads safetensors only",
+                        sample);
+        goto fail;
+    }
+    sf->container = SAMPLE_SAFETENSORS;
+    rc = paro_st_open(sf->path, &sf->u.st, ei);
+    if (rc)
+        goto fail;
+    *out = sf;
+    return PARO_OK;
+fail:
+    free(sf->path);
+    free(sf);
+    return rc;
+}
+
+void paro_sample_close(paro_sample_file *sf)
+{
+    if (!sf)
+        return;
+    switch (sf->container) {
+    case SAMPLE_SAFETENSORS: paro_st_close(sf->u.st); break;
+    }
+    free(sf->path);
+    free(sf);
+}
+
+/* Index of the first NaN or infinity in x[0, n), or n.  Tests the exponent
+ * bits so that the common all-finite case is one branch-free pass the
+ * compiler vectorises. */
+static size_t first_nonfinite(const float *x, size_t n)
+{
+    uint32_t any = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &x[i], sizeof u);
+        any |= (uint32_t)((u & 0x7f800000u) == 0x7f800000u);
+    }
+    if (!any)
+        return n;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &x[i], sizeof u);
+        if ((u & 0x7f800000u) == 0x7f800000u)
+            return i;
+    }
+    return n;
+}
+
+/* Where a tensor's bytes come from, for conversion and messages. */
+typedef struct tensor_src {
+    const unsigned char *data;
+    paro_dtype dtype;
+    size_t esize;
+    uint64_t data_offset; /* in the file */
+    const char *name;
+    const char *path;
+} tensor_src;
+
+static paro_err nonfinite_error(const tensor_src *src, const paro_manifest *m, float v,
+                                size_t elem, paro_errinfo *ei)
+{
+    size_t nh = m->heads, nt = m->n_tokens, d = m->head_dim;
+    size_t head, token, dim = elem % d;
+    if (m->layout == PARO_LAYOUT_HND) {
+        head = elem / (nt * d);
+        token = (elem / d) % nt;
+    } else {
+        token = elem / (nh * d);
+        head = (elem / d) % nh;
+    }
+    char shown[PARO_JSON_PATH_MAX];
+    return paro_error(ei, PARO_ERR_FORMAT, src->path,
+                      src->data_offset + (uint64_t)elem * src->esize,
+                      "tensor '%s' holds %s at head %zu, token %zu, dim %zu; paro refuses "
+                      "non-finite values",
+                      paro_json_printable(shown, sizeof shown, src->name),
+                      v != v ? "NaN" : v > 0 ? "+inf" : "-inf", head, token, dim);
+}
+
+/* Elements converted per step: small enough to stay in L2 for the check. */
+#define CONVERT_CHUNK 16384u
+
+static paro_err convert_hnd(const tensor_src *src, const paro_manifest *m, float *dst,
+                            paro_errinfo *ei)
+{
+    size_t total = (size_t)m->heads * m->n_tokens * m->head_dim;
+    for (size_t start = 0; start < total; start += CONVERT_CHUNK) {
+        size_t len = total - start < CONVERT_CHUNK ? total - start : CONVERT_CHUNK;
+        paro_convert_to_f32(src->dtype, src->data + start * src->esize, dst + start, len);
+        size_t bad = first_nonfinite(dst + start, len);
+        if (bad < len)
+            return nonfinite_error(src, m, dst[start + bad], start + bad, ei);
+    }
+    return PARO_OK;
+}
+
+/* [N][NH][D] -> [NH][N][D].  A run of tokens is contiguous in the file, so
+ * it is converted and checked in one call into a scratch buffer, then each
+ * head's rows of that run (contiguous in dst too) are copied out: long
+ * sequential reads and writes instead of one call per D-element row. */
+static paro_err convert_nhd(const tensor_src *src, const paro_manifest *m, float *dst,
+                            paro_errinfo *ei)
+{
+    size_t nh = m->heads, nt = m->n_tokens, d = m->head_dim;
+    size_t row = nh * d; /* one token, all heads */
+    size_t run = CONVERT_CHUNK / row ? CONVERT_CHUNK / row : 1;
+    float *scratch = malloc(run * row * sizeof *scratch);
+    if (!scratch)
+        return paro_error(ei, PARO_ERR_NOMEM, src->path, PARO_NO_OFFSET,
+                          "out of memory for %zu floats", run * row);
+    paro_err rc = PARO_OK;
+    for (size_t t0 = 0; t0 < nt && !rc; t0 += run) {
+        size_t tokens = nt - t0 < run ? nt - t0 : run, len = tokens * row;
+        paro_convert_to_f32(src->dtype, src->data + t0 * row * src->esize, scratch, len);
+        size_t bad = first_nonfinite(scratch, len);
+        if (bad < len) {
+            rc = nonfinite_error(src, m, scratch[bad], t0 * row + bad, ei);
+            break;
+        }
+        for (size_t head = 0; head < nh; head++)
+            for (size_t t = 0; t < tokens; t++)
+                memcpy(dst + (head * nt + t0 + t) * d, scratch + t * row + head * d,
+                       d * sizeof *dst);
+    }
+    free(scratch);
+    return rc;
+}
+
+/* Looks up kind/layer in the open file; NULL *t with PARO_OK is "absent". */
+static paro_err find_tensor(paro_sample_file *sf, paro_kind kind, uint32_t layer, char **name,
+                            const paro_st_tensor **t, paro_errinfo *ei)
+{
+    const paro_manifest *m = sf->m;
+    *t = NULL;
+    *name = NULL;
+    if ((unsigned)kind > PARO_KIND_V || layer >= m->layers)
+        return paro_error(ei, PARO_ERR_USAGE, sf->path, PARO_NO_OFFSET,
+                          "no tensor kind %d of layer %u; the capture has %u layers",
+                          (int)kind, layer, m->layers);
+    if (!(*name = paro_manifest_tensor_name(m, kind, layer)))
+        return paro_error(ei, PARO_ERR_NOMEM, sf->path, PARO_NO_OFFSET, "out of memory");
+    switch (sf->container) {
+    case SAMPLE_SAFETENSORS: *t = paro_st_find(sf->u.st, *name); break;
+    }
+    return PARO_OK;
+}
+
+int paro_sample_has(paro_sample_file *sf, paro_kind kind, uint32_t layer)
+{
+    char *name;
+    const paro_st_tensor *t;
+    paro_err rc = find_tensor(sf, kind, layer, &name, &t, NULL);
+    free(name);
+    return rc == PARO_OK && t != NULL;
+}
+
+/* Finds the tensor and checks its dtype and shape against the manifest. */
+static paro_err checked_tensor(paro_sample_file *sf, paro_kind kind, uint32_t layer,
+                               char **name_out, const paro_st_tensor **out, paro_errinfo *ei)
+{
+    const paro_manifest *m = sf->m;
+    char *name;
+    const paro_st_tensor *t;
+    char shown[PARO_JSON_PATH_MAX], have[200], want[200];
+    *out = NULL;
+    *name_out = NULL;
+    paro_err rc = find_tensor(sf, kind, layer, &name, &t, ei);
+    if (rc)
+        goto out;
+    paro_json_printable(shown, sizeof shown, name);
+    if (!t) {
+        rc = paro_error(ei, PARO_ERR_FORMAT, sf->path, PARO_NO_OFFSET,
+                        "tensor '%s' (layer %u %s) is missing from this sample file", shown,
+                        layer, kind_keys[kind]);
+        goto out;
+    }
+    if (t->dtype == PARO_DTYPE_INVALID) {
+        rc = paro_error(ei, PARO_ERR_FORMAT, sf->path, 8,
+                        "tensor '%s' has dtype %s; paro reads F32, F16 and BF16", shown,
+                        t->dtype_name);
+        goto out;
+    }
+    uint64_t expect[3] = {m->heads, m->n_tokens, m->head_dim};
+    if (m->layout == PARO_LAYOUT_NHD) {
+        expect[0] = m->n_tokens;
+        expect[1] = m->heads;
+    }
+    if (t->ndim != 3 || t->shape[0] != expect[0] || t->shape[1] != expect[1] ||
+        t->shape[2] != expect[2]) {
+        /* Shapes printed by hand: at most 8 dims of up to 2^53 fit in 200. */
+        size_t used = 0;
+        have[0] = 0;
+        for (uint32_t i = 0; i < t->ndim; i++)
+            used += (size_t)snprintf(have + used, sizeof have - used, "%s%llu", i ? ", " : "",
+                                     (unsigned long long)t->shape[i]);
+        snprintf(want, sizeof want, "%llu, %llu, %llu", (unsigned long long)expect[0],
+                 (unsigned long long)expect[1], (unsigned long long)expect[2]);
+        rc = paro_error(ei, PARO_ERR_FORMAT, sf->path, 8,
+                        "tensor '%s' has shape [%s]; the manifest wants [%s] (%s)", shown, have,
+                        want, m->layout == PARO_LAYOUT_HND ? "HND" : "NHD");
+        goto out;
+    }
+    *out = t;
+    *name_out = name;
+    return PARO_OK;
+out:
+    free(name);
+    return rc;
+}
+
+paro_err paro_sample_check(paro_sample_file *sf, paro_kind kind, uint32_t layer,
+                           paro_errinfo *ei)
+{
+    char *name;
+    const paro_st_tensor *t;
+    paro_err rc = checked_tensor(sf, kind, layer, &name, &t, ei);
+    free(name);
+    return rc;
+}
+
+paro_err paro_sample_read(paro_sample_file *sf, paro_kind kind, uint32_t layer, float *dst,
+                          paro_errinfo *ei)
+{
+    const paro_manifest *m = sf->m;
+    char *name;
+    const paro_st_tensor *t;
+    paro_err rc = checked_tensor(sf, kind, layer, &name, &t, ei);
+    if (rc)
+        return rc;
+    tensor_src src = {NULL, t->dtype, paro_dtype_size(t->dtype), t->data_offset, name,
+                      sf->path};
+    switch (sf->container) {
+    case SAMPLE_SAFETENSORS: src.data = paro_st_data(sf->u.st, t); break;
+    }
+    rc = m->layout == PARO_LAYOUT_HND ? convert_hnd(&src, m, dst, ei)
+                                      : convert_nhd(&src, m, dst, ei);
+    free(name);
+    return rc;
+}
