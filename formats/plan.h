@@ -1,0 +1,151 @@
+/* paro — the plan file: in-memory form, writer and reader.
+ * formats/PLAN.md is the normative description of the bytes.
+ *
+ * A plan holds, per calibrated layer and head, the chosen order (an index into
+ * the plan's order table), the per-order scores, and per timestep bucket the
+ * block mask with its density and recall; plus JSON metadata describing the
+ * grid, blocks, metric and target settings and the inputs.
+ */
+#ifndef PARO_PLAN_H_7f13e6c9
+#define PARO_PLAN_H_7f13e6c9
+
+#include <stddef.h> /* size_t */
+#include <stdint.h> /* uint32_t, uint8_t */
+
+#include "error.h" /* paro_err, paro_errinfo */
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PARO_PLAN_MAJOR 1
+#define PARO_PLAN_MINOR 0
+#define PARO_PLAN_SCHEMA "paro-plan/v1"
+
+/* Limits written in PLAN.md; the reader rejects anything beyond them. */
+#define PARO_PLAN_MAX_SECTIONS 65536u
+#define PARO_PLAN_MAX_JSON (16u << 20)
+#define PARO_PLAN_MAX_ORDERS 255u
+#define PARO_PLAN_MAX_BLOCKS 65536u  /* per axis (nq, nk) */
+#define PARO_PLAN_MAX_BUCKETS 1024u
+
+/* The three scores stored per layer, head and order. */
+enum { PARO_SCORE_SPARSE = 0, PARO_SCORE_QUANT = 1, PARO_SCORE_COMBINED = 2, PARO_N_SCORES = 3 };
+
+typedef enum paro_target_mode {
+    PARO_TARGET_DENSITY = 1,   /* fraction of tiles kept per head */
+    PARO_TARGET_THRESHOLD = 2, /* keep tiles with mean mass per element >= value */
+    PARO_TARGET_RECALL = 3     /* fewest tiles holding >= value of the mass */
+} paro_target_mode;
+
+typedef struct paro_plan_order {
+    char kind[16];  /* "axes" for the six axis orders */
+    char name[8];   /* for "axes": outermost to innermost, e.g. "HWF" */
+} paro_plan_order;
+
+/* A calibration sample.  File names and container details are deliberately
+ * not recorded: the same capture in any container or layout must give the
+ * same plan bytes. */
+typedef struct paro_plan_sample {
+    uint32_t index;   /* position in the manifest's samples */
+    int64_t prompt;
+    double timestep;
+    int64_t step;     /* -1 when none */
+    uint32_t bucket;
+} paro_plan_sample;
+
+typedef struct paro_plan {
+    /* metadata (the JSON section) */
+    char *tool;            /* "paro X.Y.Z" */
+    char *model;
+    char *backend;         /* "cpu" or "cuda" */
+    uint32_t grid[3];
+    uint32_t text_tokens;
+    int text_last;
+    uint32_t n_tokens;
+    uint32_t heads, head_dim;
+    double scale;
+    uint32_t model_layers;   /* layers in the capture */
+    uint32_t n_layers;       /* layers in this plan */
+    uint32_t *layers;        /* [n_layers], strictly increasing model layer ids */
+    uint32_t block_q, block_k, nq, nk;
+    uint32_t n_orders;
+    paro_plan_order *orders; /* [n_orders] */
+    double alpha;            /* combined = alpha*sparse' + (1-alpha)*quant' */
+    double score_recall;     /* recall at which the sparse score is taken */
+    paro_target_mode target_mode;
+    double target_value;
+    int keep_text;
+    uint32_t n_buckets;
+    double dense_until;
+    size_t n_samples;
+    paro_plan_sample *samples; /* calibration samples, manifest order */
+    uint64_t seed;
+
+    /* per layer */
+    uint32_t *layer_crc32; /* [n_layers]: CRC-32 of the layer's Q and K as
+                              little-endian f32 [heads][N][D], for each
+                              calibration sample in order, Q then K */
+
+    /* per head data */
+    uint8_t *head_order;   /* [n_layers][heads], index into orders */
+    double *scores;        /* [n_layers][heads][n_orders][PARO_N_SCORES] */
+    double *density;       /* [n_layers][n_buckets][heads] */
+    double *recall;        /* [n_layers][n_buckets][heads] */
+    uint8_t **masks;       /* [n_layers] -> packed bits [n_buckets][heads][nq][nk] */
+} paro_plan;
+
+/* Allocates a plan with the per-head arrays sized from the fields already
+ * set in *shape (grid, text, heads, layers list, blocks, orders, buckets);
+ * everything else is copied from shape.  Arrays start zeroed. */
+paro_err paro_plan_alloc(paro_plan **out, const paro_plan *shape, paro_errinfo *ei);
+void paro_plan_free(paro_plan *p);
+
+/* Bytes of one layer's packed mask bitmap. */
+size_t paro_plan_mask_bytes(const paro_plan *p);
+/* Bit (bucket, head, qi, kj) of layer slot l (0..n_layers-1). */
+int paro_plan_mask_get(const paro_plan *p, uint32_t l, uint32_t bucket, uint32_t head,
+                       uint32_t qi, uint32_t kj);
+void paro_plan_mask_set(paro_plan *p, uint32_t l, uint32_t bucket, uint32_t head,
+                        uint32_t qi, uint32_t kj, int on);
+
+/* Index helpers into the flat arrays. */
+static inline size_t paro_plan_head_index(const paro_plan *p, uint32_t l, uint32_t h)
+{
+    return (size_t)l * p->heads + h;
+}
+static inline size_t paro_plan_bucket_index(const paro_plan *p, uint32_t l, uint32_t b,
+                                            uint32_t h)
+{
+    return ((size_t)l * p->n_buckets + b) * p->heads + h;
+}
+static inline double *paro_plan_scores_at(const paro_plan *p, uint32_t l, uint32_t h,
+                                         uint32_t o)
+{
+    return p->scores + (((size_t)l * p->heads + h) * p->n_orders + o) * PARO_N_SCORES;
+}
+
+/* Writes p to path atomically. */
+paro_err paro_plan_write(const paro_plan *p, const char *path, paro_errinfo *ei);
+/* Serialises p into a malloc'ed buffer (what paro_plan_write writes). */
+paro_err paro_plan_serialize(const paro_plan *p, uint8_t **buf, size_t *len,
+                             paro_errinfo *ei);
+
+/* Reads and verifies everything (CRCs, coverage, limits, JSON schema,
+ * consistency of sections with the metadata).  name is used in messages. */
+paro_err paro_plan_read(const char *path, paro_plan **out, paro_errinfo *ei);
+paro_err paro_plan_parse(const uint8_t *buf, size_t len, const char *name,
+                         paro_plan **out, paro_errinfo *ei);
+
+/* The `paro dump --json` document (schema paro-plan/v1): the metadata keys in
+ * their fixed order followed by a "heads" array; malloc'ed, NUL-terminated,
+ * ending in a newline.  NULL when out of memory. */
+char *paro_plan_to_json(const paro_plan *p);
+
+/* Name of a target mode: "density", "threshold", "recall". */
+const char *paro_target_name(paro_target_mode m);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
