@@ -1,0 +1,471 @@
+/* paro — the calibration driver (see calibrate.h). */
+#include "calibrate.h"
+
+#include <math.h>     /* isfinite */
+#include <pthread.h>  /* pthread_create, pthread_join, pthread_mutex_* */
+#include <stdio.h>    /* snprintf */
+#include <stdlib.h>   /* calloc, free, aligned_alloc */
+#include <string.h>   /* memset, strlen */
+#include <zlib.h>     /* crc32 */
+
+#include "metrics.h"    /* PARO_DEFAULT_ALPHA, PARO_DEFAULT_SCORE_RECALL */
+#include "order.h"      /* paro_order_name */
+#include "select.h"     /* paro_score_head */
+#include "stats.h"      /* paro_block_stats */
+#include "tile_stats.h" /* paro_tiling, paro_tile_stats_cpu */
+
+#ifndef PARO_VERSION
+#define PARO_VERSION "0"
+#endif
+
+void paro_calib_config_default(paro_calib_config *c)
+{
+    memset(c, 0, sizeof *c);
+    c->block_q = c->block_k = PARO_DEFAULT_BLOCK;
+    c->target.mode = PARO_TARGET_DENSITY;
+    c->target.value = PARO_DEFAULT_DENSITY;
+    c->target.keep_text = 1;
+    c->alpha = PARO_DEFAULT_ALPHA;
+    c->score_recall = PARO_DEFAULT_SCORE_RECALL;
+    c->n_buckets = 1;
+    c->dense_until = 0.0;
+    c->threads = 1;
+    c->device = PARO_DEVICE_AUTO;
+}
+
+uint32_t paro_bucket_of(double progress, uint32_t n_buckets)
+{
+    if (!(progress > 0.0))
+        return 0;
+    double b = progress * (double)n_buckets;
+    if (b >= (double)n_buckets)
+        return n_buckets - 1;
+    return (uint32_t)b;
+}
+
+/* ---- validation ------------------------------------------------------- */
+
+static paro_err check_config(const paro_manifest *m, const paro_calib_config *c,
+                             paro_errinfo *ei)
+{
+#define BAD(...) paro_error(ei, PARO_ERR_USAGE, NULL, PARO_NO_OFFSET, __VA_ARGS__)
+    if (c->block_q < 1 || c->block_k < 1)
+        return BAD("block sizes must be >= 1");
+    if (!(c->alpha >= 0.0 && c->alpha <= 1.0))
+        return BAD("alpha must be in [0, 1]");
+    if (!(c->score_recall > 0.0 && c->score_recall <= 1.0))
+        return BAD("score recall must be in (0, 1]");
+    if (c->n_buckets < 1 || c->n_buckets > PARO_PLAN_MAX_BUCKETS)
+        return BAD("timestep buckets must be in [1, %u]", PARO_PLAN_MAX_BUCKETS);
+    if (!(c->dense_until >= 0.0 && c->dense_until <= 1.0))
+        return BAD("dense-until must be in [0, 1]");
+    if (c->threads < 1)
+        return BAD("threads must be >= 1");
+    switch (c->target.mode) {
+    case PARO_TARGET_DENSITY:
+    case PARO_TARGET_RECALL:
+        if (!(c->target.value >= 0.0 && c->target.value <= 1.0))
+            return BAD("%s must be in [0, 1]", paro_target_name(c->target.mode));
+        break;
+    case PARO_TARGET_THRESHOLD:
+        if (!(c->target.value >= 0.0) || !isfinite(c->target.value))
+            return BAD("threshold must be a finite number >= 0");
+        break;
+    default:
+        return BAD("unknown mask target");
+    }
+    for (uint32_t i = 0; c->layers && i < c->n_layers; i++) {
+        if (c->layers[i] >= m->layers)
+            return BAD("layer %u is out of range: the capture has layers 0..%u", c->layers[i],
+                       m->layers - 1);
+        if (i > 0 && c->layers[i] <= c->layers[i - 1])
+            return BAD("layers must be listed once each, in increasing order");
+    }
+    if (c->layers && c->n_layers == 0)
+        return BAD("no layers selected");
+    for (size_t i = 0; c->samples && i < c->n_samples; i++) {
+        if (c->samples[i] >= m->n_samples)
+            return BAD("sample %u is out of range: the capture has samples 0..%zu",
+                       c->samples[i], m->n_samples - 1);
+        if (i > 0 && c->samples[i] <= c->samples[i - 1])
+            return BAD("samples must be listed once each, in increasing order");
+    }
+    if (c->samples && c->n_samples == 0)
+        return BAD("no samples selected");
+    return PARO_OK;
+#undef BAD
+}
+
+/* ---- worker threads over heads ----------------------------------------- */
+
+typedef struct worker_space {
+    void *scratch;
+    double *mass, *peak; /* [n_slots][nt] */
+} worker_space;
+
+typedef struct head_job {
+    const paro_tiling *tiling;
+    const float *q, *k;      /* [heads][N][D] */
+    uint32_t heads, head_dim;
+    double scale;
+    paro_block_stats *stats;
+    uint32_t bucket;
+    pthread_mutex_t lock;
+    uint32_t next_head;      /* guarded by lock */
+} head_job;
+
+typedef struct worker_arg {
+    head_job *job;
+    worker_space *space;
+} worker_arg;
+
+static void *head_worker(void *p)
+{
+    worker_arg *arg = p;
+    head_job *job = arg->job;
+    const size_t per_head = (size_t)job->tiling->n_tokens * job->head_dim;
+    for (;;) {
+        pthread_mutex_lock(&job->lock);
+        uint32_t h = job->next_head++;
+        pthread_mutex_unlock(&job->lock);
+        if (h >= job->heads)
+            break;
+        paro_tile_stats_cpu(job->tiling, job->q + h * per_head, job->k + h * per_head,
+                            job->head_dim, job->scale, arg->space->mass, arg->space->peak,
+                            arg->space->scratch);
+        /* Each head's statistics belong to this thread alone while it adds
+         * them, and samples come one after another: the sums are made in
+         * the same order whatever the thread count. */
+        paro_block_stats_add(job->stats, job->bucket, h, arg->space->mass, arg->space->peak);
+    }
+    return NULL;
+}
+
+static paro_err run_heads(head_job *job, worker_space *spaces, int threads, paro_errinfo *ei)
+{
+    pthread_t tid[256];
+    worker_arg args[256];
+    if (threads > 256)
+        threads = 256;
+    if ((uint32_t)threads > job->heads)
+        threads = (int)job->heads;
+    job->next_head = 0;
+    int started = 0;
+    for (int i = 0; i < threads; i++) {
+        args[i].job = job;
+        args[i].space = &spaces[i];
+        if (i == threads - 1)
+            break; /* the calling thread is the last worker */
+        if (pthread_create(&tid[i], NULL, head_worker, &args[i]) != 0)
+            break;
+        started++;
+    }
+    head_worker(&args[started]);
+    for (int i = 0; i < started; i++)
+        pthread_join(tid[i], NULL);
+    (void)ei;
+    return PARO_OK;
+}
+
+/* ---- per-layer results into the plan ----------------------------------- */
+
+static void finish_layer(paro_plan *plan, uint32_t slot_l, const paro_tiling *t,
+                         const paro_block_stats *st, const paro_calib_config *cfg,
+                         double *scratch, uint8_t *keep, uint32_t *order_scratch)
+{
+    const size_t nt = paro_tiling_tiles(t);
+    for (uint32_t h = 0; h < plan->heads; h++) {
+        paro_head_choice choice;
+        paro_score_head(t, st, h, cfg->alpha, cfg->score_recall, &choice, scratch);
+        plan->head_order[paro_plan_head_index(plan, slot_l, h)] = (uint8_t)choice.order;
+        for (int o = 0; o < PARO_N_ORDERS; o++)
+            memcpy(paro_plan_scores_at(plan, slot_l, h, (uint32_t)o), choice.scores[o],
+                   sizeof choice.scores[o]);
+        const uint32_t slot = (uint32_t)t->slot_of_order[choice.order];
+        for (uint32_t b = 0; b < plan->n_buckets; b++) {
+            size_t at = paro_plan_bucket_index(plan, slot_l, b, h);
+            double density, recall;
+            if ((double)(b + 1) / (double)plan->n_buckets <= cfg->dense_until) {
+                memset(keep, 1, nt);
+                density = recall = 1.0;
+            } else {
+                const double *sum = paro_block_stats_mass(st, b, h, slot);
+                double count = (double)st->count[(size_t)b * st->heads + h];
+                for (size_t i = 0; i < nt; i++)
+                    scratch[i] = sum[i] / count;
+                paro_build_mask(t, scratch, &cfg->target, keep, &density, &recall,
+                                order_scratch);
+            }
+            plan->density[at] = density;
+            plan->recall[at] = recall;
+            for (uint32_t a = 0; a < t->nq; a++)
+                for (uint32_t kb = 0; kb < t->nk; kb++)
+                    if (keep[(size_t)a * t->nk + kb])
+                        paro_plan_mask_set(plan, slot_l, b, h, a, kb, 1);
+        }
+    }
+}
+
+/* ---- the driver -------------------------------------------------------- */
+
+/* Checks every tensor the run will read before the first one is computed on:
+ * a capture with a bad file at layer 39 should fail in a second, not after
+ * an hour.  Headers only. */
+static paro_err check_capture(const paro_manifest *m, const uint32_t *samples, size_t n_samples,
+                              const uint32_t *layers, uint32_t n_layers, paro_errinfo *ei)
+{
+    for (size_t si = 0; si < n_samples; si++) {
+        paro_sample_file *sf = NULL;
+        paro_err rc = paro_sample_open(m, samples[si], &sf, ei);
+        for (uint32_t li = 0; !rc && li < n_layers; li++) {
+            rc = paro_sample_check(sf, PARO_KIND_Q, layers[li], ei);
+            if (!rc)
+                rc = paro_sample_check(sf, PARO_KIND_K, layers[li], ei);
+        }
+        paro_sample_close(sf);
+        if (rc)
+            return rc;
+    }
+    return PARO_OK;
+}
+
+static paro_err check_buckets(const paro_manifest *m, const uint32_t *samples, size_t n,
+                              uint32_t n_buckets, uint32_t *bucket, paro_errinfo *ei)
+{
+    uint32_t *seen = calloc(n_buckets, sizeof *seen);
+    if (!seen)
+        return paro_error(ei, PARO_ERR_NOMEM, NULL, PARO_NO_OFFSET, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        bucket[i] = paro_bucket_of(paro_manifest_progress(m, samples[i]), n_buckets);
+        seen[bucket[i]]++;
+    }
+    char list[400] = "";
+    size_t used = 0, empty = 0;
+    for (uint32_t b = 0; b < n_buckets; b++) {
+        if (seen[b])
+            continue;
+        empty++;
+        if (used < sizeof list - 60)
+            used += (size_t)snprintf(list + used, sizeof list - used, "%s%u [%.4g, %.4g)",
+                                     used ? ", " : "", b, (double)b / n_buckets,
+                                     (double)(b + 1) / n_buckets);
+    }
+    free(seen);
+    if (empty)
+        return paro_error(ei, PARO_ERR_USAGE, NULL, PARO_NO_OFFSET,
+                          "%zu of %u timestep buckets have no calibration sample: %s%s", empty,
+                          n_buckets, list, used >= sizeof list - 60 ? ", ..." : "");
+    return PARO_OK;
+}
+
+paro_err paro_calibrate(const paro_manifest *m, const paro_calib_config *cfg,
+                        paro_plan **out, paro_errinfo *ei)
+{
+    *out = NULL;
+    paro_err rc = check_config(m, cfg, ei);
+    if (rc)
+        return rc;
+    if (cfg->device == PARO_DEVICE_CUDA)
+        return paro_error(ei, PARO_ERR_NO_CUDA, NULL, PARO_NO_OFFSET,
+                          "calibration on cuda is not available in this version of paro; "
+                          "use --device cpu");
+
+    /* Layers and samples selected. */
+    uint32_t n_layers = cfg->layers ? cfg->n_layers : m->layers;
+    size_t n_samples = cfg->samples ? cfg->n_samples : m->n_samples;
+    uint32_t *layers = malloc(n_layers * sizeof *layers);
+    uint32_t *samples = malloc(n_samples * sizeof *samples);
+    uint32_t *bucket = malloc(n_samples * sizeof *bucket);
+    paro_plan *plan = NULL;
+    paro_tiling tiling;
+    memset(&tiling, 0, sizeof tiling);
+    paro_block_stats stats;
+    memset(&stats, 0, sizeof stats);
+    float *q = NULL, *k = NULL;
+    worker_space *spaces = NULL;
+    double *scratch = NULL;
+    uint8_t *keep = NULL;
+    uint32_t *order_scratch = NULL;
+    paro_plan_sample *plan_samples = NULL;
+    paro_plan_order orders[PARO_N_ORDERS];
+    int threads = cfg->threads;
+
+    if (!layers || !samples || !bucket) {
+        rc = paro_error(ei, PARO_ERR_NOMEM, NULL, PARO_NO_OFFSET, "out of memory");
+        goto done;
+    }
+    for (uint32_t i = 0; i < n_layers; i++)
+        layers[i] = cfg->layers ? cfg->layers[i] : i;
+    for (size_t i = 0; i < n_samples; i++)
+        samples[i] = cfg->samples ? cfg->samples[i] : (uint32_t)i;
+    rc = check_buckets(m, samples, n_samples, cfg->n_buckets, bucket, ei);
+    if (!rc)
+        rc = check_capture(m, samples, n_samples, layers, n_layers, ei);
+    if (rc)
+        goto done;
+
+    rc = paro_tiling_init(&tiling, m->grid, m->text_tokens, m->text_last, cfg->block_q,
+                          cfg->block_k, ei);
+    if (rc)
+        goto done;
+
+    /* The plan's shape. */
+    plan_samples = calloc(n_samples, sizeof *plan_samples);
+    if (!plan_samples) {
+        rc = paro_error(ei, PARO_ERR_NOMEM, NULL, PARO_NO_OFFSET, "out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < n_samples; i++) {
+        const paro_sample *s = &m->samples[samples[i]];
+        plan_samples[i].index = samples[i];
+        plan_samples[i].prompt = s->prompt;
+        plan_samples[i].timestep = s->timestep;
+        plan_samples[i].step = s->step;
+        plan_samples[i].bucket = bucket[i];
+    }
+    for (int o = 0; o < PARO_N_ORDERS; o++) {
+        memset(&orders[o], 0, sizeof orders[o]);
+        snprintf(orders[o].kind, sizeof orders[o].kind, "axes");
+        snprintf(orders[o].name, sizeof orders[o].name, "%s", paro_order_name(o));
+    }
+    {
+        paro_plan shape;
+        memset(&shape, 0, sizeof shape);
+        shape.tool = (char *)"paro " PARO_VERSION;
+        shape.model = m->model;
+        shape.backend = (char *)"cpu";
+        memcpy(shape.grid, m->grid, sizeof shape.grid);
+        shape.text_tokens = m->text_tokens;
+        shape.text_last = m->text_last;
+        shape.n_tokens = m->n_tokens;
+        shape.heads = m->heads;
+        shape.head_dim = m->head_dim;
+        shape.scale = m->scale;
+        shape.model_layers = m->layers;
+        shape.n_layers = n_layers;
+        shape.layers = layers;
+        shape.block_q = cfg->block_q;
+        shape.block_k = cfg->block_k;
+        shape.nq = tiling.nq;
+        shape.nk = tiling.nk;
+        shape.n_orders = PARO_N_ORDERS;
+        shape.orders = orders;
+        shape.alpha = cfg->alpha;
+        shape.score_recall = cfg->score_recall;
+        shape.target_mode = cfg->target.mode;
+        shape.target_value = cfg->target.value;
+        shape.keep_text = cfg->target.keep_text;
+        shape.n_buckets = cfg->n_buckets;
+        shape.dense_until = cfg->dense_until;
+        shape.n_samples = n_samples;
+        shape.samples = plan_samples;
+        shape.seed = cfg->seed;
+        rc = paro_plan_alloc(&plan, &shape, ei);
+        if (rc)
+            goto done;
+    }
+
+    /* Buffers: one sample-layer of Q and K, per-thread scratch. */
+    const size_t per_tensor = (size_t)m->heads * m->n_tokens * m->head_dim;
+    const size_t nt = paro_tiling_tiles(&tiling);
+    q = malloc(per_tensor * sizeof *q);
+    k = malloc(per_tensor * sizeof *k);
+    if (threads > (int)m->heads)
+        threads = (int)m->heads;
+    spaces = calloc((size_t)threads, sizeof *spaces);
+    scratch = malloc(2 * nt * sizeof *scratch);
+    keep = malloc(nt);
+    order_scratch = malloc(nt * sizeof *order_scratch);
+    if (!q || !k || !spaces || !scratch || !keep || !order_scratch) {
+        rc = paro_error(ei, PARO_ERR_NOMEM, NULL, PARO_NO_OFFSET,
+                        "out of memory for one layer of one sample (%.1f MiB)",
+                        2.0 * (double)per_tensor * 4.0 / 1048576.0);
+        goto done;
+    }
+    const size_t scratch_bytes = paro_tile_stats_scratch_bytes(&tiling, m->head_dim);
+    for (int i = 0; i < threads; i++) {
+        spaces[i].scratch = aligned_alloc(64, (scratch_bytes + 63) / 64 * 64);
+        spaces[i].mass = malloc((size_t)tiling.n_slots * nt * sizeof(double));
+        spaces[i].peak = malloc((size_t)tiling.n_slots * nt * sizeof(double));
+        if (!spaces[i].scratch || !spaces[i].mass || !spaces[i].peak) {
+            rc = paro_error(ei, PARO_ERR_NOMEM, NULL, PARO_NO_OFFSET,
+                            "out of memory for worker scratch");
+            goto done;
+        }
+    }
+
+    paro_calib_progress prog = {0, (uint64_t)n_layers * n_samples, 0, 0};
+    for (uint32_t li = 0; li < n_layers; li++) {
+        const uint32_t layer = layers[li];
+        rc = paro_block_stats_init(&stats, m->heads, cfg->n_buckets, (uint32_t)tiling.n_slots,
+                                   tiling.nq, tiling.nk, ei);
+        if (rc)
+            goto done;
+        uLong crc = crc32(0L, Z_NULL, 0);
+        for (size_t si = 0; si < n_samples; si++) {
+            if (cfg->stop && *cfg->stop) {
+                rc = paro_error(ei, PARO_ERR_INTERRUPTED, NULL, PARO_NO_OFFSET, "interrupted");
+                goto done;
+            }
+            paro_sample_file *sf = NULL;
+            rc = paro_sample_open(m, samples[si], &sf, ei);
+            if (!rc)
+                rc = paro_sample_read(sf, PARO_KIND_Q, layer, q, ei);
+            if (!rc)
+                rc = paro_sample_read(sf, PARO_KIND_K, layer, k, ei);
+            paro_sample_close(sf);
+            if (rc)
+                goto done;
+            /* The digest covers the values as f32, not the file's bytes, so
+             * the same capture in another container or layout gives the same
+             * plan.  (Hosts are little-endian: x86-64 and arm64.) */
+            crc = crc32_z(crc, (const Bytef *)q, per_tensor * sizeof *q);
+            crc = crc32_z(crc, (const Bytef *)k, per_tensor * sizeof *k);
+
+            head_job job = {.tiling = &tiling,
+                            .q = q,
+                            .k = k,
+                            .heads = m->heads,
+                            .head_dim = m->head_dim,
+                            .scale = m->scale,
+                            .stats = &stats,
+                            .bucket = bucket[si]};
+            pthread_mutex_init(&job.lock, NULL);
+            rc = run_heads(&job, spaces, threads, ei);
+            pthread_mutex_destroy(&job.lock);
+            if (rc)
+                goto done;
+            prog.done++;
+            prog.layer = layer;
+            prog.sample = samples[si];
+            if (cfg->progress)
+                cfg->progress(cfg->progress_user, &prog);
+        }
+        plan->layer_crc32[li] = (uint32_t)crc;
+        finish_layer(plan, li, &tiling, &stats, cfg, scratch, keep, order_scratch);
+        paro_block_stats_free(&stats);
+    }
+    *out = plan;
+    plan = NULL;
+
+done:
+    paro_block_stats_free(&stats);
+    for (int i = 0; spaces && i < threads; i++) {
+        free(spaces[i].scratch);
+        free(spaces[i].mass);
+        free(spaces[i].peak);
+    }
+    free(spaces);
+    free(q);
+    free(k);
+    free(scratch);
+    free(keep);
+    free(order_scratch);
+    free(plan_samples);
+    paro_tiling_free(&tiling);
+    paro_plan_free(plan);
+    free(layers);
+    free(samples);
+    free(bucket);
+    return rc;
+}

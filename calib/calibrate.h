@@ -1,0 +1,71 @@
+/* paro — the calibration driver: capture in, plan out.
+ *
+ * For each selected layer: stream the selected samples' Q and K (one sample
+ * at a time, never the whole capture), accumulate block statistics of every
+ * distinct order per head, score the orders, pick one per head, and build the
+ * masks of each timestep bucket from that bucket's samples.
+ *
+ * The plan is byte-identical for any thread count: heads are independent, and
+ * each head's statistics are summed over samples in manifest order.
+ */
+#ifndef PARO_CALIBRATE_H_6f0a2c8d
+#define PARO_CALIBRATE_H_6f0a2c8d
+
+#include <signal.h> /* sig_atomic_t */
+#include <stddef.h> /* size_t */
+#include <stdint.h> /* uint32_t, uint64_t */
+
+#include "error.h"    /* paro_err, paro_errinfo */
+#include "manifest.h" /* paro_manifest */
+#include "mask.h"     /* paro_mask_target */
+#include "plan.h"     /* paro_plan */
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PARO_DEFAULT_BLOCK 64
+#define PARO_DEFAULT_DENSITY 0.25
+
+typedef enum paro_device { PARO_DEVICE_AUTO = 0, PARO_DEVICE_CPU = 1, PARO_DEVICE_CUDA = 2 } paro_device;
+
+typedef struct paro_calib_progress {
+    uint64_t done, total;  /* (layer, sample) steps */
+    uint32_t layer;        /* model layer id being worked on */
+    size_t sample;         /* manifest index of the sample just finished */
+} paro_calib_progress;
+
+typedef struct paro_calib_config {
+    uint32_t block_q, block_k;
+    paro_mask_target target;
+    double alpha;         /* weight of the sparse score in the combined score */
+    double score_recall;  /* recall at which the sparse score is taken */
+    uint32_t n_buckets;   /* timestep buckets (>= 1) */
+    double dense_until;   /* buckets entirely before this progress are dense */
+    int threads;          /* worker threads (>= 1) */
+    paro_device device;
+    const uint32_t *layers; /* model layer ids, strictly increasing; NULL = all */
+    uint32_t n_layers;
+    const uint32_t *samples; /* manifest sample indices, strictly increasing; NULL = all */
+    size_t n_samples;
+    uint64_t seed;           /* recorded in the plan */
+    /* Called on the calling thread after every (layer, sample) step. */
+    void (*progress)(void *user, const paro_calib_progress *p);
+    void *progress_user;
+    /* Polled between steps; when it becomes non-zero the run stops with
+     * PARO_ERR_INTERRUPTED.  May be NULL. */
+    volatile sig_atomic_t *stop;
+} paro_calib_config;
+
+void paro_calib_config_default(paro_calib_config *c);
+
+/* Bucket of a sample with progress p in [0, 1]: floor(p * K), clamped to K-1. */
+uint32_t paro_bucket_of(double progress, uint32_t n_buckets);
+
+paro_err paro_calibrate(const paro_manifest *m, const paro_calib_config *cfg,
+                        paro_plan **out, paro_errinfo *ei);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,114 @@
+/* paro — building block masks (rules in mask.h). */
+#include "mask.h"
+
+#include <stdlib.h> /* qsort */
+#include <string.h> /* memset */
+
+/* qsort has no context argument; the sort runs on one thread per call, so
+ * the mass array travels in a thread-local. */
+static _Thread_local const double *sort_mass;
+
+static int by_mass_desc(const void *a, const void *b)
+{
+    uint32_t i = *(const uint32_t *)a, j = *(const uint32_t *)b;
+    double x = sort_mass[i], y = sort_mass[j];
+    if (x != y)
+        return x > y ? -1 : 1;
+    return (i > j) - (i < j);
+}
+
+static uint64_t tiles_for_density(double d, uint64_t nt)
+{
+    double x = d * (double)nt;
+    uint64_t k = (uint64_t)x;
+    if (x - (double)k > 1e-9)
+        k++;
+    return k > nt ? nt : k;
+}
+
+void paro_mask_measure(const paro_tiling *t, const double *mass, const uint8_t *keep,
+                       double *density, double *recall)
+{
+    size_t nt = paro_tiling_tiles(t), kept = 0;
+    double total = 0.0, kept_mass = 0.0;
+    for (size_t i = 0; i < nt; i++) {
+        total += mass[i];
+        if (keep[i]) {
+            kept++;
+            kept_mass += mass[i];
+        }
+    }
+    *density = nt ? (double)kept / (double)nt : 0.0;
+    *recall = total > 0.0 ? kept_mass / total : 1.0;
+    if (*recall > 1.0)
+        *recall = 1.0;
+}
+
+void paro_build_mask(const paro_tiling *t, const double *mass, const paro_mask_target *tg,
+                     uint8_t *keep, double *density, double *recall, uint32_t *scratch)
+{
+    const size_t nt = paro_tiling_tiles(t);
+    memset(keep, 0, nt);
+    size_t kept = 0;
+    double kept_mass = 0.0, total = 0.0;
+    for (size_t i = 0; i < nt; i++)
+        total += mass[i];
+
+    if (tg->keep_text)
+        for (uint32_t a = 0; a < t->nq; a++) {
+            int row_text = paro_tiling_qblock_has_text(t, a);
+            for (uint32_t b = 0; b < t->nk; b++)
+                if (row_text || paro_tiling_kblock_has_text(t, b)) {
+                    size_t i = (size_t)a * t->nk + b;
+                    keep[i] = 1;
+                    kept++;
+                    kept_mass += mass[i];
+                }
+        }
+
+    for (size_t i = 0; i < nt; i++)
+        scratch[i] = (uint32_t)i;
+    sort_mass = mass;
+    qsort(scratch, nt, sizeof *scratch, by_mass_desc);
+    sort_mass = NULL;
+
+    if (tg->mode == PARO_TARGET_DENSITY) {
+        uint64_t want = tiles_for_density(tg->value, nt);
+        for (size_t r = 0; r < nt && kept < want; r++)
+            if (!keep[scratch[r]]) {
+                keep[scratch[r]] = 1;
+                kept++;
+            }
+    } else if (tg->mode == PARO_TARGET_RECALL) {
+        double goal = tg->value * total;
+        for (size_t r = 0; r < nt && kept_mass < goal; r++) {
+            uint32_t i = scratch[r];
+            if (!(mass[i] > 0.0))
+                break; /* nothing left to gain */
+            if (!keep[i]) {
+                keep[i] = 1;
+                kept++;
+                kept_mass += mass[i];
+            }
+        }
+    } else { /* threshold on the mean mass per element */
+        for (size_t i = 0; i < nt; i++)
+            if (!keep[i] && mass[i] / t->area[i] >= tg->value)
+                keep[i] = 1;
+    }
+
+    /* Every query block keeps at least one tile: its largest. */
+    for (uint32_t a = 0; a < t->nq; a++) {
+        const size_t row = (size_t)a * t->nk;
+        int any = 0;
+        size_t best = row;
+        for (uint32_t b = 0; b < t->nk; b++) {
+            any |= keep[row + b];
+            if (mass[row + b] > mass[best])
+                best = row + b;
+        }
+        if (!any)
+            keep[best] = 1;
+    }
+    paro_mask_measure(t, mass, keep, density, recall);
+}

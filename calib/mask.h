@@ -1,0 +1,46 @@
+/* paro — block masks from a head's mean tile mass in its chosen order.
+ *
+ * Rules (the CPU reference defines them; DESIGN.md "Calibration semantics"):
+ *  1. with keep_text, every tile whose query or key block holds a text token
+ *     is kept;
+ *  2. the target adds tiles, largest mean mass first (ties: lower tile index,
+ *     row-major over (query block, key block)):
+ *       density D:   until ceil(D * tiles) tiles are kept;
+ *       recall R:    until the kept tiles hold >= R of the total mass, or no
+ *                    tile with mass is left;
+ *       threshold T: every tile whose mean mass per element is >= T;
+ *  3. a query block left with no tile keeps its largest tile.
+ * density = kept tiles / tiles; recall = kept mass / total mass (1 when the
+ * map has no mass).
+ */
+#ifndef PARO_MASK_H_b2a9f0c4
+#define PARO_MASK_H_b2a9f0c4
+
+#include <stdint.h> /* uint8_t, uint32_t */
+
+#include "plan.h"       /* paro_target_mode */
+#include "tile_stats.h" /* paro_tiling */
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct paro_mask_target {
+    paro_target_mode mode;
+    double value;
+    int keep_text;
+} paro_mask_target;
+
+/* mass: mean tile mass [nq*nk] of the chosen order.  keep: [nq*nk], set to
+ * 0/1.  scratch: nq*nk uint32_t. */
+void paro_build_mask(const paro_tiling *t, const double *mass, const paro_mask_target *tg,
+                     uint8_t *keep, double *density, double *recall, uint32_t *scratch);
+
+/* Density and recall of an existing mask over a mass map. */
+void paro_mask_measure(const paro_tiling *t, const double *mass, const uint8_t *keep,
+                       double *density, double *recall);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

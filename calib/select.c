@@ -1,0 +1,40 @@
+/* paro — per-head order scores and choice. */
+#include "select.h"
+
+#include <string.h> /* memcpy */
+
+#include "metrics.h" /* paro_metric_* */
+
+void paro_score_head(const paro_tiling *t, const paro_block_stats *st, uint32_t head,
+                     double alpha, double score_recall, paro_head_choice *choice,
+                     double *scratch)
+{
+    const size_t nt = paro_tiling_tiles(t);
+    double *mass = scratch, *sort_space = scratch + nt;
+    double sparse[PARO_N_ORDERS], quant[PARO_N_ORDERS], combined[PARO_N_ORDERS];
+    int valid[PARO_N_ORDERS];
+
+    for (int slot = 0; slot < t->n_slots; slot++) {
+        /* Orders are chosen from all samples: sum the buckets. */
+        memcpy(mass, paro_block_stats_mass(st, 0, head, (uint32_t)slot), nt * sizeof *mass);
+        for (uint32_t b = 1; b < st->n_buckets; b++) {
+            const double *mb = paro_block_stats_mass(st, b, head, (uint32_t)slot);
+            for (size_t i = 0; i < nt; i++)
+                mass[i] += mb[i];
+        }
+        sparse[slot] = paro_metric_sparse(mass, nt, score_recall, sort_space);
+        quant[slot] = paro_metric_quant(mass, paro_block_stats_peak(st, head, (uint32_t)slot),
+                                        t->area, nt);
+        valid[slot] = 1;
+    }
+    paro_metric_combine(sparse, quant, valid, (size_t)t->n_slots, alpha, combined);
+    int best = paro_metric_best(combined, valid, (size_t)t->n_slots);
+    choice->order = t->slot_order[best];
+    choice->margin = paro_metric_margin(combined, valid, (size_t)t->n_slots);
+    for (int o = 0; o < PARO_N_ORDERS; o++) {
+        int slot = t->slot_of_order[o];
+        choice->scores[o][PARO_SCORE_SPARSE] = sparse[slot];
+        choice->scores[o][PARO_SCORE_QUANT] = quant[slot];
+        choice->scores[o][PARO_SCORE_COMBINED] = combined[slot];
+    }
+}

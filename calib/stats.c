@@ -1,0 +1,72 @@
+/* paro — additive block statistics. */
+#include "stats.h"
+
+#include <stdlib.h> /* calloc, free */
+#include <string.h> /* memset */
+
+paro_err paro_block_stats_init(paro_block_stats *st, uint32_t heads, uint32_t n_buckets,
+                               uint32_t n_slots, uint32_t nq, uint32_t nk, paro_errinfo *ei)
+{
+    memset(st, 0, sizeof *st);
+    uint64_t nt, per_bucket, mass_n, peak_n;
+    if (!paro_mul_ok(nq, nk, &nt) || !paro_mul_ok(nt, (uint64_t)heads * n_slots, &per_bucket) ||
+        !paro_mul_ok(per_bucket, n_buckets, &mass_n) ||
+        !paro_mul_ok(mass_n, sizeof(double), &(uint64_t){0}))
+        return paro_error(ei, PARO_ERR_LIMIT, NULL, PARO_NO_OFFSET,
+                          "block statistics too large to index");
+    peak_n = per_bucket;
+    st->heads = heads;
+    st->n_buckets = n_buckets;
+    st->n_slots = n_slots;
+    st->nq = nq;
+    st->nk = nk;
+    st->count = calloc((size_t)n_buckets * heads, sizeof *st->count);
+    st->mass = calloc((size_t)mass_n, sizeof *st->mass);
+    st->peak = calloc((size_t)peak_n, sizeof *st->peak);
+    if (!st->count || !st->mass || !st->peak) {
+        paro_block_stats_free(st);
+        return paro_error(ei, PARO_ERR_NOMEM, NULL, PARO_NO_OFFSET,
+                          "out of memory for block statistics (%.1f MiB)",
+                          (double)(mass_n + peak_n) * 8.0 / 1048576.0);
+    }
+    return PARO_OK;
+}
+
+void paro_block_stats_free(paro_block_stats *st)
+{
+    free(st->count);
+    free(st->mass);
+    free(st->peak);
+    memset(st, 0, sizeof *st);
+}
+
+void paro_block_stats_add(paro_block_stats *st, uint32_t bucket, uint32_t head,
+                          const double *mass, const double *peak)
+{
+    size_t n = paro_block_stats_tiles(st) * st->n_slots;
+    double *m = (double *)paro_block_stats_mass(st, bucket, head, 0);
+    double *p = (double *)paro_block_stats_peak(st, head, 0);
+    for (size_t i = 0; i < n; i++) {
+        m[i] += mass[i];
+        p[i] += peak[i];
+    }
+    st->count[(size_t)bucket * st->heads + head]++;
+}
+
+paro_err paro_block_stats_merge(paro_block_stats *dst, const paro_block_stats *src,
+                                paro_errinfo *ei)
+{
+    if (dst->heads != src->heads || dst->n_buckets != src->n_buckets ||
+        dst->n_slots != src->n_slots || dst->nq != src->nq || dst->nk != src->nk)
+        return paro_error(ei, PARO_ERR_USAGE, NULL, PARO_NO_OFFSET,
+                          "cannot merge block statistics of different shapes");
+    size_t nt = paro_block_stats_tiles(dst) * dst->n_slots;
+    size_t mass_n = nt * dst->heads * dst->n_buckets, peak_n = nt * dst->heads;
+    for (size_t i = 0; i < mass_n; i++)
+        dst->mass[i] += src->mass[i];
+    for (size_t i = 0; i < peak_n; i++)
+        dst->peak[i] += src->peak[i];
+    for (size_t i = 0; i < (size_t)dst->n_buckets * dst->heads; i++)
+        dst->count[i] += src->count[i];
+    return PARO_OK;
+}
