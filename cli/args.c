@@ -1,0 +1,289 @@
+/* paro — option parsing shared by the subcommands, and help printing. */
+#include <errno.h>  /* errno, ERANGE */
+#include <math.h>   /* isfinite */
+#include <stdarg.h> /* va_list */
+#include <stdlib.h> /* strtoull, strtod, malloc, qsort */
+#include <string.h> /* strchr, strlen, memcpy */
+
+#include "cli.h"
+
+#define MAX_LONGOPTS 64
+
+void cli_help_print(FILE *f, const char *name, const cli_help *h)
+{
+    fprintf(f, "usage: %s\n\n%s\n", h->usage, h->summary);
+    if (h->options && *h->options)
+        fprintf(f, "\noptions:\n%s\n", h->options);
+    fputs("  -q, --quiet             less output (-qq: not even errors)\n"
+          "  -v, --verbose           more output (repeatable)\n"
+          "      --progress          show progress even when stderr is not a terminal\n"
+          "      --no-progress       never show progress\n"
+          "  -h, --help              this help\n",
+          f);
+    if (h->examples && *h->examples)
+        fprintf(f, "\nexamples:\n%s\n", h->examples);
+    fprintf(f, "\nexit status: 0 ok, 1 runtime or i/o failure, 2 usage error, "
+               "3 invalid input, 4 cuda unavailable\n");
+    (void)name;
+}
+
+int cli_usage_error(const char *name, const cli_help *h, const char *fmt, ...)
+{
+    if (g_verbosity >= 1) {
+        va_list ap;
+        va_start(ap, fmt);
+        fputs("paro: error: ", stderr);
+        vfprintf(stderr, fmt, ap);
+        fputc('\n', stderr);
+        va_end(ap);
+        if (h)
+            fprintf(stderr, "usage: %s\n", h->usage);
+        fprintf(stderr, "try 'paro %s--help' for more information\n",
+                name && *name ? name : "");
+    }
+    return EXIT_USAGE;
+}
+
+/* The -h/-q/-v/--progress/--no-progress/--help options are appended to every
+ * subcommand's table. */
+static const struct option common_longopts[] = {
+    {"quiet", no_argument, NULL, 'q'},
+    {"verbose", no_argument, NULL, 'v'},
+    {"help", no_argument, NULL, 'h'},
+    {"progress", no_argument, NULL, OPT_PROGRESS},
+    {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
+};
+
+int cli_getopt(int argc, char **argv, const char *shortopts, const struct option *longopts,
+               const char *name, const cli_help *help)
+{
+    static struct option merged[MAX_LONGOPTS];
+    static char shorts[128];
+    static const struct option *merged_for;
+    if (merged_for != longopts) {
+        /* Build the merged tables once per command. */
+        size_t n = 0;
+        while (longopts[n].name && n < MAX_LONGOPTS - 6) {
+            merged[n] = longopts[n];
+            n++;
+        }
+        for (size_t i = 0; i < sizeof common_longopts / sizeof *common_longopts; i++)
+            merged[n++] = common_longopts[i];
+        memset(&merged[n], 0, sizeof merged[n]);
+        /* Leading ':' so a missing argument is told apart from an unknown option;
+         * '+' so options stop at the first operand only when POSIXLY_CORRECT. */
+        snprintf(shorts, sizeof shorts, ":%sqvh", shortopts);
+        merged_for = longopts;
+        optind = 0; /* GNU: re-initialise the scan */
+    }
+    opterr = 0;
+    int prev = optind ? optind : 1;
+    int c = getopt_long(argc, argv, shorts, merged, NULL);
+    char sub[64];
+    snprintf(sub, sizeof sub, "%s ", name);
+    switch (c) {
+    case 'q':
+        g_verbosity--;
+        return CLI_OPT_HANDLED;
+    case 'v':
+        g_verbosity++;
+        return CLI_OPT_HANDLED;
+    case OPT_PROGRESS:
+        g_progress = 1;
+        return CLI_OPT_HANDLED;
+    case OPT_NO_PROGRESS:
+        g_progress = 0;
+        return CLI_OPT_HANDLED;
+    case 'h':
+        return CLI_OPT_HELP;
+    case ':':
+        if (optopt && optopt < 128)
+            cli_usage_error(sub, help, "option '-%c' needs a value", optopt);
+        else
+            cli_usage_error(sub, help, "option '%s' needs a value", argv[optind - 1]);
+        return '?';
+    case '?':
+        if (optopt && optopt < 128)
+            cli_usage_error(sub, help, "unknown option '-%c'", optopt);
+        else
+            cli_usage_error(sub, help, "unknown option '%s'",
+                            argv[prev < argc ? prev : argc - 1]);
+        return '?';
+    default:
+        return c;
+    }
+}
+
+static int bad_value(const char *opt, const char *s, const char *what)
+{
+    cli_error("%s: invalid value '%s': %s", opt, s, what);
+    return EXIT_USAGE;
+}
+
+int cli_parse_u64(const char *opt, const char *s, uint64_t max, uint64_t *out)
+{
+    if (!s || !*s || *s == '-' || *s == '+' || *s == ' ')
+        return bad_value(opt, s ? s : "", "expected a non-negative integer");
+    errno = 0;
+    char *end;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (*end || errno == ERANGE)
+        return bad_value(opt, s, "expected a non-negative integer");
+    if (v > max) {
+        char why[64];
+        snprintf(why, sizeof why, "at most %llu", (unsigned long long)max);
+        return bad_value(opt, s, why);
+    }
+    *out = v;
+    return 0;
+}
+
+int cli_parse_u32(const char *opt, const char *s, uint32_t min, uint32_t max, uint32_t *out)
+{
+    uint64_t v;
+    if (cli_parse_u64(opt, s, UINT64_MAX, &v))
+        return EXIT_USAGE;
+    if (v < min || v > max) {
+        char why[64];
+        snprintf(why, sizeof why, "must be in [%u, %u]", min, max);
+        return bad_value(opt, s, why);
+    }
+    *out = (uint32_t)v;
+    return 0;
+}
+
+int cli_parse_double(const char *opt, const char *s, double min, double max, double *out)
+{
+    if (!s || !*s)
+        return bad_value(opt, "", "expected a number");
+    errno = 0;
+    char *end;
+    double v = strtod(s, &end);
+    if (*end || errno == ERANGE || !isfinite(v))
+        return bad_value(opt, s, "expected a number");
+    if (v < min || v > max) {
+        char why[64];
+        snprintf(why, sizeof why, "must be in [%g, %g]", min, max);
+        return bad_value(opt, s, why);
+    }
+    *out = v;
+    return 0;
+}
+
+/* Splits "AxB[xC]" into up to `want` positive integers. */
+static int parse_dims(const char *opt, const char *s, uint32_t *out, int want, int allow_fewer,
+                      int *got)
+{
+    char buf[96];
+    if (strlen(s) >= sizeof buf)
+        return bad_value(opt, s, "too long");
+    memcpy(buf, s, strlen(s) + 1);
+    int n = 0;
+    char *part = buf;
+    for (;;) {
+        char *x = strchr(part, 'x');
+        if (x)
+            *x = 0;
+        if (n == want)
+            return bad_value(opt, s, want == 3 ? "expected FxHxW" : "expected B or BQxBK");
+        uint64_t v;
+        if (!*part || cli_parse_u64(opt, part, UINT32_MAX, &v))
+            return EXIT_USAGE;
+        if (v == 0)
+            return bad_value(opt, s, "sizes must be >= 1");
+        out[n++] = (uint32_t)v;
+        if (!x)
+            break;
+        part = x + 1;
+    }
+    if (n != want && !allow_fewer)
+        return bad_value(opt, s, want == 3 ? "expected FxHxW" : "expected B or BQxBK");
+    *got = n;
+    return 0;
+}
+
+int cli_parse_grid(const char *opt, const char *s, uint32_t out[3])
+{
+    int got;
+    return parse_dims(opt, s, out, 3, 0, &got);
+}
+
+int cli_parse_block(const char *opt, const char *s, uint32_t *bq, uint32_t *bk)
+{
+    uint32_t v[2];
+    int got;
+    if (parse_dims(opt, s, v, 2, 1, &got))
+        return EXIT_USAGE;
+    *bq = v[0];
+    *bk = got == 2 ? v[1] : v[0];
+    return 0;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
+int cli_parse_list(const char *opt, const char *s, uint32_t limit, uint32_t **out, uint32_t *n)
+{
+    size_t cap = 16, len = 0;
+    uint32_t *v = malloc(cap * sizeof *v);
+    char *copy = malloc(strlen(s) + 1);
+    if (!v || !copy) {
+        free(v);
+        free(copy);
+        return cli_error("out of memory");
+    }
+    memcpy(copy, s, strlen(s) + 1);
+    int rc = 0;
+    for (char *item = copy; item && !rc;) {
+        char *comma = strchr(item, ',');
+        if (comma)
+            *comma = 0;
+        char *dash = strchr(item, '-');
+        uint64_t lo, hi;
+        if (dash) {
+            *dash = 0;
+            rc = cli_parse_u64(opt, item, UINT32_MAX, &lo) ||
+                 cli_parse_u64(opt, dash + 1, UINT32_MAX, &hi);
+            if (!rc && hi < lo)
+                rc = bad_value(opt, s, "a range must run upwards (A-B with A <= B)");
+        } else {
+            rc = cli_parse_u64(opt, item, UINT32_MAX, &lo);
+            hi = lo;
+        }
+        if (!rc && hi >= limit) {
+            char why[80];
+            snprintf(why, sizeof why, "%llu is out of range: there are %u (0..%u)",
+                     (unsigned long long)hi, limit, limit ? limit - 1 : 0);
+            rc = bad_value(opt, s, why);
+        }
+        for (uint64_t x = lo; !rc && x <= hi; x++) {
+            if (len == cap) {
+                uint32_t *grown = realloc(v, 2 * cap * sizeof *v);
+                if (!grown) {
+                    rc = cli_error("out of memory");
+                    break;
+                }
+                v = grown;
+                cap *= 2;
+            }
+            v[len++] = (uint32_t)x;
+        }
+        item = comma ? comma + 1 : NULL;
+    }
+    free(copy);
+    if (rc) {
+        free(v);
+        return EXIT_USAGE;
+    }
+    qsort(v, len, sizeof *v, cmp_u32);
+    size_t w = 0;
+    for (size_t i = 0; i < len; i++)
+        if (w == 0 || v[i] != v[w - 1])
+            v[w++] = v[i];
+    *out = v;
+    *n = (uint32_t)w;
+    return 0;
+}

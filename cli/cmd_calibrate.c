@@ -1,0 +1,325 @@
+/* paro calibrate — capture in, plan out. */
+#include <signal.h>   /* sigaction, SIGINT, SIGTERM */
+#include <stdio.h>    /* snprintf */
+#include <stdlib.h>   /* free, malloc */
+#include <string.h>   /* strcmp, strncmp, memset */
+#include <sys/stat.h> /* stat */
+#include <unistd.h>   /* sysconf */
+
+#include "calibrate.h" /* paro_calibrate, paro_calib_config */
+#include "cli.h"
+#include "kernels.h"   /* paro_cuda_device_count */
+#include "manifest.h"  /* paro_manifest_load */
+#include "metrics.h"   /* PARO_DEFAULT_ALPHA */
+#include "order.h"     /* paro_order_name */
+#include "plan.h"      /* paro_plan_write */
+
+static const cli_help help = {
+    .usage = "paro calibrate -m MANIFEST -o PLAN [options]",
+    .summary =
+        "Run a capture's Q and K through reference attention, score the six orders of\n"
+        "the [F, H, W] token grid for every head, pick the best, and build block masks\n"
+        "from the chosen order's tile masses.  The plan is written atomically: an\n"
+        "interrupted run leaves any earlier PLAN as it was.  The same inputs and options\n"
+        "give a byte-identical plan whatever the thread count.",
+    .options =
+        "  -m, --manifest FILE     the capture's manifest.json\n"
+        "  -o, --output PLAN       plan file to write\n"
+        "      --density D         keep the fraction D of tiles per head [default: 0.25]\n"
+        "      --recall R          keep the fewest tiles holding R of the mass\n"
+        "      --threshold T       keep tiles whose mean mass per element is >= T\n"
+        "      --block B           block size: B, or BQxBK for query x key [default: 64]\n"
+        "      --no-keep-text      let masks drop tiles that touch text tokens\n"
+        "      --alpha A           weight of the sparse score against the quant score\n"
+        "                          in the combined score [default: 0.5]\n"
+        "      --score-recall R    recall at which the sparse score counts skippable\n"
+        "                          tiles [default: 0.95]\n"
+        "      --timestep-buckets K  masks per timestep bucket, K buckets [default: 1]\n"
+        "      --dense-until P     buckets entirely before denoising progress P get\n"
+        "                          full masks [default: 0]\n"
+        "      --layers LIST       layers to calibrate, e.g. 0,2,5-7 [default: all]\n"
+        "      --samples LIST      calibration samples, e.g. 0-3, or random:K for K\n"
+        "                          picked with --seed [default: all]\n"
+        "      --seed S            seed for random:K [default: 0]\n"
+        "      --device DEV        auto | cpu | cuda [default: auto]\n"
+        "  -j, --threads N         worker threads [default: all cores]",
+    .examples = "  paro calibrate -m capture/manifest.json -o model.paro\n"
+                "  paro calibrate -m capture/manifest.json -o model.paro --recall 0.95 "
+                "--block 128x64",
+};
+
+enum {
+    OPT_DENSITY = 256,
+    OPT_RECALL,
+    OPT_THRESHOLD,
+    OPT_BLOCK,
+    OPT_NO_KEEP_TEXT,
+    OPT_ALPHA,
+    OPT_SCORE_RECALL,
+    OPT_BUCKETS,
+    OPT_DENSE_UNTIL,
+    OPT_LAYERS,
+    OPT_SAMPLES,
+    OPT_SEED,
+    OPT_DEVICE
+};
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+typedef struct progress_state {
+    cli_progress bar;
+    uint32_t n_layers;
+    size_t n_samples;
+} progress_state;
+
+static void on_progress(void *user, const paro_calib_progress *p)
+{
+    progress_state *ps = user;
+    char detail[96];
+    uint64_t layer_no = ps->n_samples ? (p->done - 1) / ps->n_samples + 1 : 0;
+    snprintf(detail, sizeof detail, "layer %llu/%u (model layer %u)", (unsigned long long)layer_no,
+             ps->n_layers, p->layer);
+    cli_progress_update(&ps->bar, p->done, detail);
+    if (!ps->bar.enabled)
+        cli_log(4, "paro: layer %u, sample %zu done (%llu/%llu)\n", p->layer, p->sample,
+                (unsigned long long)p->done, (unsigned long long)p->total);
+}
+
+/* splitmix64, for random:K sample selection. */
+static uint64_t next_random(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* K distinct indices out of n, sorted: a partial Fisher-Yates shuffle. */
+static int pick_random(uint32_t n, uint32_t k, uint64_t seed, uint32_t **out)
+{
+    uint32_t *all = malloc((size_t)n * sizeof *all);
+    if (!all)
+        return cli_error("out of memory");
+    for (uint32_t i = 0; i < n; i++)
+        all[i] = i;
+    uint64_t state = seed;
+    for (uint32_t i = 0; i < k; i++) {
+        uint32_t j = i + (uint32_t)(next_random(&state) % (n - i));
+        uint32_t t = all[i];
+        all[i] = all[j];
+        all[j] = t;
+    }
+    /* insertion sort of the k picked */
+    for (uint32_t i = 1; i < k; i++)
+        for (uint32_t j = i; j > 0 && all[j - 1] > all[j]; j--) {
+            uint32_t t = all[j];
+            all[j] = all[j - 1];
+            all[j - 1] = t;
+        }
+    *out = all;
+    return 0;
+}
+
+static void summarize(const paro_plan *plan, const char *path, double seconds)
+{
+    unsigned hist[PARO_N_ORDERS] = {0};
+    double density = 0.0, recall = 0.0;
+    size_t n_heads = (size_t)plan->n_layers * plan->heads;
+    size_t n_bucketed = n_heads * plan->n_buckets;
+    for (size_t i = 0; i < n_heads; i++)
+        hist[plan->head_order[i]]++;
+    for (size_t i = 0; i < n_bucketed; i++) {
+        density += plan->density[i];
+        recall += plan->recall[i];
+    }
+    char orders[128] = "";
+    size_t used = 0;
+    for (int o = 0; o < PARO_N_ORDERS; o++)
+        if (hist[o])
+            used += (size_t)snprintf(orders + used, sizeof orders - used, "%s%s %u",
+                                     used ? ", " : "", paro_order_name(o), hist[o]);
+    struct stat st;
+    double kib = stat(path, &st) == 0 ? (double)st.st_size / 1024.0 : 0.0;
+    cli_log(2,
+            "paro: wrote %s (%.1f KiB): %u layers x %u heads in %.1f s; orders: %s; "
+            "mean density %.3f, recall %.3f\n",
+            path, kib, plan->n_layers, plan->heads, seconds, orders, density / n_bucketed,
+            recall / n_bucketed);
+}
+
+int cmd_calibrate(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"manifest", required_argument, NULL, 'm'},
+        {"output", required_argument, NULL, 'o'},
+        {"density", required_argument, NULL, OPT_DENSITY},
+        {"recall", required_argument, NULL, OPT_RECALL},
+        {"threshold", required_argument, NULL, OPT_THRESHOLD},
+        {"block", required_argument, NULL, OPT_BLOCK},
+        {"no-keep-text", no_argument, NULL, OPT_NO_KEEP_TEXT},
+        {"alpha", required_argument, NULL, OPT_ALPHA},
+        {"score-recall", required_argument, NULL, OPT_SCORE_RECALL},
+        {"timestep-buckets", required_argument, NULL, OPT_BUCKETS},
+        {"dense-until", required_argument, NULL, OPT_DENSE_UNTIL},
+        {"layers", required_argument, NULL, OPT_LAYERS},
+        {"samples", required_argument, NULL, OPT_SAMPLES},
+        {"seed", required_argument, NULL, OPT_SEED},
+        {"device", required_argument, NULL, OPT_DEVICE},
+        {"threads", required_argument, NULL, 'j'},
+        {NULL, 0, NULL, 0},
+    };
+    paro_calib_config cfg;
+    paro_calib_config_default(&cfg);
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    cfg.threads = cores > 0 ? (int)cores : 1;
+    const char *manifest_path = NULL, *out_path = NULL, *layers_arg = NULL,
+               *samples_arg = NULL;
+    int targets = 0;
+    int opt;
+    while ((opt = cli_getopt(argc, argv, "m:o:j:", longopts, "calibrate", &help)) != -1) {
+        int bad = 0;
+        uint32_t u;
+        switch (opt) {
+        case CLI_OPT_HANDLED: break;
+        case CLI_OPT_HELP: cli_help_print(stdout, "calibrate", &help); return EXIT_OK;
+        case 'm': manifest_path = optarg; break;
+        case 'o': out_path = optarg; break;
+        case OPT_DENSITY:
+            cfg.target.mode = PARO_TARGET_DENSITY;
+            bad = cli_parse_double("--density", optarg, 0.0, 1.0, &cfg.target.value);
+            targets++;
+            break;
+        case OPT_RECALL:
+            cfg.target.mode = PARO_TARGET_RECALL;
+            bad = cli_parse_double("--recall", optarg, 0.0, 1.0, &cfg.target.value);
+            targets++;
+            break;
+        case OPT_THRESHOLD:
+            cfg.target.mode = PARO_TARGET_THRESHOLD;
+            bad = cli_parse_double("--threshold", optarg, 0.0, 1.0, &cfg.target.value);
+            targets++;
+            break;
+        case OPT_BLOCK: bad = cli_parse_block("--block", optarg, &cfg.block_q, &cfg.block_k); break;
+        case OPT_NO_KEEP_TEXT: cfg.target.keep_text = 0; break;
+        case OPT_ALPHA: bad = cli_parse_double("--alpha", optarg, 0.0, 1.0, &cfg.alpha); break;
+        case OPT_SCORE_RECALL:
+            bad = cli_parse_double("--score-recall", optarg, 1e-9, 1.0, &cfg.score_recall);
+            break;
+        case OPT_BUCKETS:
+            bad = cli_parse_u32("--timestep-buckets", optarg, 1, PARO_PLAN_MAX_BUCKETS,
+                                &cfg.n_buckets);
+            break;
+        case OPT_DENSE_UNTIL:
+            bad = cli_parse_double("--dense-until", optarg, 0.0, 1.0, &cfg.dense_until);
+            break;
+        case OPT_LAYERS: layers_arg = optarg; break;
+        case OPT_SAMPLES: samples_arg = optarg; break;
+        case OPT_SEED: bad = cli_parse_u64("--seed", optarg, 1ull << 53, &cfg.seed); break;
+        case OPT_DEVICE:
+            if (!strcmp(optarg, "auto"))
+                cfg.device = PARO_DEVICE_AUTO;
+            else if (!strcmp(optarg, "cpu"))
+                cfg.device = PARO_DEVICE_CPU;
+            else if (!strcmp(optarg, "cuda"))
+                cfg.device = PARO_DEVICE_CUDA;
+            else
+                bad = cli_usage_error("calibrate ", &help,
+                                      "--device must be auto, cpu or cuda, not '%s'", optarg);
+            break;
+        case 'j':
+            bad = cli_parse_u32("--threads", optarg, 1, 1024, &u);
+            cfg.threads = (int)u;
+            break;
+        default: return EXIT_USAGE;
+        }
+        if (bad)
+            return EXIT_USAGE;
+    }
+    if (optind < argc)
+        return cli_usage_error("calibrate ", &help, "unexpected argument '%s'", argv[optind]);
+    if (!manifest_path)
+        return cli_usage_error("calibrate ", &help, "a manifest is required (-m MANIFEST)");
+    if (!out_path)
+        return cli_usage_error("calibrate ", &help, "an output plan is required (-o PLAN)");
+    if (targets > 1)
+        return cli_usage_error("calibrate ", &help,
+                               "--density, --recall and --threshold exclude each other");
+
+    paro_errinfo ei;
+    paro_errinfo_clear(&ei);
+    if (cfg.device == PARO_DEVICE_CUDA && paro_cuda_device_count(&ei) == 0)
+        return cli_fail(&ei);
+    paro_errinfo_clear(&ei);
+
+    paro_manifest *m = NULL;
+    if (paro_manifest_load(manifest_path, &m, &ei))
+        return cli_fail(&ei);
+
+    int rc = EXIT_OK;
+    uint32_t *layers = NULL, *samples = NULL, n;
+    if (layers_arg) {
+        if (cli_parse_list("--layers", layers_arg, m->layers, &layers, &n)) {
+            rc = EXIT_USAGE;
+            goto done;
+        }
+        cfg.layers = layers;
+        cfg.n_layers = n;
+    }
+    if (samples_arg) {
+        const uint32_t total = (uint32_t)m->n_samples;
+        if (!strncmp(samples_arg, "random:", 7)) {
+            uint32_t k;
+            if (cli_parse_u32("--samples", samples_arg + 7, 1, total, &k) ||
+                pick_random(total, k, cfg.seed, &samples)) {
+                rc = EXIT_USAGE;
+                goto done;
+            }
+            n = k;
+        } else if (cli_parse_list("--samples", samples_arg, total, &samples, &n)) {
+            rc = EXIT_USAGE;
+            goto done;
+        }
+        cfg.samples = samples;
+        cfg.n_samples = n;
+    }
+
+    progress_state ps;
+    memset(&ps, 0, sizeof ps);
+    ps.n_layers = cfg.layers ? cfg.n_layers : m->layers;
+    ps.n_samples = cfg.samples ? cfg.n_samples : m->n_samples;
+    cli_progress_start(&ps.bar, "calibrate", (uint64_t)ps.n_layers * ps.n_samples);
+    cfg.progress = on_progress;
+    cfg.progress_user = &ps;
+    cfg.stop = &stop_requested;
+    struct sigaction sa, old_int, old_term;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+
+    double start = cli_now();
+    paro_plan *plan = NULL;
+    paro_err err = paro_calibrate(m, &cfg, &plan, &ei);
+    cli_progress_end(&ps.bar);
+    if (!err)
+        err = paro_plan_write(plan, out_path, &ei);
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+    if (err) {
+        rc = cli_fail(&ei);
+    } else {
+        summarize(plan, out_path, cli_now() - start);
+    }
+    paro_plan_free(plan);
+done:
+    free(layers);
+    free(samples);
+    paro_manifest_free(m);
+    return rc;
+}

@@ -1,0 +1,1 @@
+$PARO dump $FIX/plan.paro | sed "s|$FIX|FIX|"

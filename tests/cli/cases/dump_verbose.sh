@@ -1,0 +1,1 @@
+$PARO dump -v $FIX/plan.paro | sed "s|$FIX|FIX|"

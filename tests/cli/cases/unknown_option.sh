@@ -1,0 +1,1 @@
+$PARO dump --frob plan.paro
