@@ -29,13 +29,13 @@ void cli_help_print(FILE *f, const char *name, const cli_help *h)
 
 int cli_usage_error(const char *name, const cli_help *h, const char *fmt, ...)
 {
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    cli_error("%s", msg);
     if (g_verbosity >= 1) {
-        va_list ap;
-        va_start(ap, fmt);
-        fputs("paro: error: ", stderr);
-        vfprintf(stderr, fmt, ap);
-        fputc('\n', stderr);
-        va_end(ap);
         if (h)
             fprintf(stderr, "usage: %s\n", h->usage);
         fprintf(stderr, "try 'paro %s--help' for more information\n",

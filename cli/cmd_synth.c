@@ -11,6 +11,7 @@
 #include "atomic_file.h" /* paro_atomic_write_file */
 #include "cli.h"
 #include "dtype.h"       /* paro_dtype, paro_convert_from_f32 */
+#include "json_util.h"   /* paro_json_print_line */
 #include "manifest.h"    /* PARO_LAYOUT_*, PARO_MAX_* */
 #include "order.h"       /* PARO_AXIS_* */
 #include "safetensors.h" /* paro_st_write */
@@ -121,19 +122,9 @@ static char *manifest_json(const paro_synth_config *c, const char *model, paro_l
         cJSON_AddNumberToObject(item, "timestep", paro_synth_timestep(c, s));
         cJSON_AddItemToArray(samples, item);
     }
-    char *text = cJSON_Print(root);
+    char *text = paro_json_print_line(root);
     cJSON_Delete(root);
-    if (!text)
-        return NULL;
-    size_t n = strlen(text);
-    char *out = malloc(n + 2);
-    if (out) {
-        memcpy(out, text, n);
-        out[n] = '\n';
-        out[n + 1] = 0;
-    }
-    cJSON_free(text);
-    return out;
+    return text;
 }
 
 static int print_planted(const paro_synth_config *c)
@@ -150,12 +141,12 @@ static int print_planted(const paro_synth_config *c)
         }
         cJSON_AddItemToArray(layers, row);
     }
-    char *text = cJSON_Print(root);
+    char *text = paro_json_print_line(root);
     cJSON_Delete(root);
     if (!text)
         return cli_error("out of memory");
-    printf("%s\n", text);
-    cJSON_free(text);
+    fputs(text, stdout);
+    free(text);
     return EXIT_OK;
 }
 

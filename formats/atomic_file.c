@@ -5,23 +5,14 @@
 #include <fcntl.h>    /* open, O_RDONLY */
 #include <stdio.h>    /* rename, snprintf */
 #include <stdlib.h>   /* malloc, free, mkstemp */
-#include <string.h>   /* strlen, strerror, strrchr, memcpy */
+#include <string.h>   /* strdup, strlen, strerror, strrchr, memcpy */
 #include <sys/stat.h> /* fchmod */
 #include <unistd.h>   /* write, fsync, close, unlink */
-
-static char *dup_str(const char *s)
-{
-    size_t n = strlen(s) + 1;
-    char *d = malloc(n);
-    if (d)
-        memcpy(d, s, n);
-    return d;
-}
 
 paro_err paro_atomic_open(paro_atomic_file *af, const char *path, paro_errinfo *ei)
 {
     af->fd = -1;
-    af->path = dup_str(path);
+    af->path = strdup(path);
     size_t n = strlen(path) + sizeof ".tmp.XXXXXX";
     af->tmp_path = malloc(n);
     if (!af->path || !af->tmp_path) {
@@ -72,9 +63,9 @@ static void fsync_parent(const char *path)
     const char *slash = strrchr(path, '/');
     char *dir;
     if (!slash)
-        dir = dup_str(".");
+        dir = strdup(".");
     else if (slash == path)
-        dir = dup_str("/");
+        dir = strdup("/");
     else {
         dir = malloc((size_t)(slash - path) + 1);
         if (dir) {

@@ -549,3 +549,19 @@ paro_err paro_json_get_uint_array(const paro_json_ctx *cx, const cJSON *obj, con
     *n = len;
     return PARO_OK;
 }
+
+char *paro_json_print_line(const cJSON *item)
+{
+    char *text = cJSON_Print(item);
+    if (!text)
+        return NULL;
+    size_t n = strlen(text);
+    char *out = malloc(n + 2);
+    if (out) {
+        memcpy(out, text, n);
+        out[n] = '\n';
+        out[n + 1] = 0;
+    }
+    cJSON_free(text);
+    return out;
+}

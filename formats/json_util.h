@@ -128,6 +128,10 @@ const char *paro_json_type_name(const cJSON *item);
  * and a string too long for buf is cut with "...".  Returns buf. */
 const char *paro_json_printable(char *buf, size_t size, const char *s);
 
+/* cJSON_Print(item) followed by a newline, in a malloc'ed string (free with
+ * free()); NULL when out of memory. */
+char *paro_json_print_line(const cJSON *item);
+
 #ifdef __cplusplus
 }
 #endif

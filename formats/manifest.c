@@ -7,7 +7,7 @@
 #include <math.h>     /* sqrt, HUGE_VAL */
 #include <stdio.h>    /* snprintf */
 #include <stdlib.h>   /* malloc, calloc, free */
-#include <string.h>   /* strcmp, strncmp, strlen, strchr, strrchr, strstr, memcpy, strerror */
+#include <string.h>   /* strcmp, strdup, strncmp, strlen, strchr, strrchr, strstr, memcpy, strerror */
 #include <sys/stat.h> /* stat, fstat, S_ISREG, S_ISDIR */
 #include <unistd.h>   /* read, close */
 
@@ -28,15 +28,6 @@
 static const char *const default_templates[3] = {"layers.{layer}.q", "layers.{layer}.k",
                                                  "layers.{layer}.v"};
 static const char *const kind_keys[3] = {"q", "k", "v"};
-
-static char *dup_str(const char *s)
-{
-    size_t n = strlen(s) + 1;
-    char *d = malloc(n);
-    if (d)
-        memcpy(d, s, n);
-    return d;
-}
 
 void paro_manifest_free(paro_manifest *m)
 {
@@ -183,7 +174,7 @@ static paro_err parse_tensor_names(const paro_json_ctx *cx, const cJSON *root, p
         }
     }
     for (int k = 0; k < 3; k++)
-        if (!(m->tensor_names[k] = dup_str(tpl[k])))
+        if (!(m->tensor_names[k] = strdup(tpl[k])))
             return paro_error(cx->ei, PARO_ERR_NOMEM, cx->file, PARO_NO_OFFSET,
                               "out of memory");
     return PARO_OK;
@@ -243,7 +234,7 @@ static paro_err parse_samples(const paro_json_ctx *cx, const cJSON *root, paro_m
             out->step = (int64_t)step;
         }
         out->prompt = (int64_t)prompt;
-        if (!(out->file = dup_str(file)))
+        if (!(out->file = strdup(file)))
             return paro_error(cx->ei, PARO_ERR_NOMEM, cx->file, PARO_NO_OFFSET,
                               "out of memory");
         m->n_samples = i + 1;
@@ -306,7 +297,7 @@ static paro_err parse_root(const paro_json_ctx *cx, const cJSON *root, paro_mani
     rc = paro_json_get_string(cx, root, "", "model", PARO_JSON_REQUIRED, &s, NULL);
     if (rc)
         return rc;
-    if (!(m->model = dup_str(s)))
+    if (!(m->model = strdup(s)))
         return paro_error(cx->ei, PARO_ERR_NOMEM, cx->file, PARO_NO_OFFSET, "out of memory");
 
     uint64_t grid[3], text;
@@ -390,7 +381,7 @@ static char *dir_of(const char *path)
 {
     const char *slash = strrchr(path, '/');
     if (!slash)
-        return dup_str(".");
+        return strdup(".");
     size_t len = slash == path ? 1 : (size_t)(slash - path);
     char *d = malloc(len + 1);
     if (d) {
@@ -409,7 +400,7 @@ paro_err paro_manifest_load(const char *path, paro_manifest **out, paro_errinfo 
     if (rc)
         return rc;
     paro_manifest *m = calloc(1, sizeof *m);
-    if (!m || !(m->path = dup_str(path)) || !(m->dir = dir_of(path))) {
+    if (!m || !(m->path = strdup(path)) || !(m->dir = dir_of(path))) {
         free(buf);
         paro_manifest_free(m);
         return paro_error(ei, PARO_ERR_NOMEM, path, PARO_NO_OFFSET, "out of memory");
@@ -444,7 +435,7 @@ char *paro_manifest_sample_path(const paro_manifest *m, size_t i)
     /* A bare "manifest.json" gives bare sample names, which read better in
      * messages than "./s000.safetensors". */
     if (!strchr(m->path, '/'))
-        return dup_str(file);
+        return strdup(file);
     size_t a = strlen(m->dir), b = strlen(file);
     int sep = a > 0 && m->dir[a - 1] != '/';
     char *p = malloc(a + (size_t)sep + b + 1);

@@ -7,7 +7,7 @@
 #include <stdarg.h> /* va_list */
 #include <stdio.h>  /* vsnprintf, snprintf */
 #include <stdlib.h> /* calloc, malloc, free */
-#include <string.h> /* strcmp, strlen, memcpy, memchr, memset */
+#include <string.h> /* strcmp, strdup, strlen, memcpy, memchr, memset */
 
 const uint8_t paro_plan_magic[8] = {0x97, 'P', 'A', 'R', '\r', '\n', 0x1a, '\n'};
 
@@ -74,17 +74,6 @@ size_t paro_plan_mask_bytes(const paro_plan *p)
 
 /* ---- allocation ---- */
 
-static char *dup_str(const char *s)
-{
-    if (!s)
-        return NULL;
-    size_t n = strlen(s) + 1;
-    char *d = malloc(n);
-    if (d)
-        memcpy(d, s, n);
-    return d;
-}
-
 /* calloc of n*size bytes, at least one byte so that NULL means failure. */
 static void *zalloc(uint64_t n, uint64_t size)
 {
@@ -130,11 +119,11 @@ paro_err paro_plan_alloc(paro_plan **out, const paro_plan *shape, paro_errinfo *
     p->masks = NULL;
 
     int ok = 1;
-    if (shape->tool && !(p->tool = dup_str(shape->tool)))
+    if (shape->tool && !(p->tool = strdup(shape->tool)))
         ok = 0;
-    if (shape->model && !(p->model = dup_str(shape->model)))
+    if (shape->model && !(p->model = strdup(shape->model)))
         ok = 0;
-    if (shape->backend && !(p->backend = dup_str(shape->backend)))
+    if (shape->backend && !(p->backend = strdup(shape->backend)))
         ok = 0;
     ok = ok && (p->layers = dup_mem(shape->layers, p->n_layers, sizeof *p->layers));
     ok = ok && (p->orders = dup_mem(shape->orders, p->n_orders, sizeof *p->orders));

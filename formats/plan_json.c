@@ -8,6 +8,7 @@
  * Python's float()) and always carry a '.' or an exponent; integers never do.
  */
 #include "plan.h" /* the API implemented here */
+#include "json_util.h"     /* paro_json_print_line */
 #include "plan_internal.h" /* paro_plan_meta_add, paro_plan_fmt_double, meta keys */
 
 #include <cjson/cJSON.h> /* cJSON_Create*, cJSON_AddItemTo*, cJSON_Print */
@@ -248,17 +249,7 @@ char *paro_plan_to_json(const paro_plan *p)
     for (uint32_t l = 0; !bad && l < p->n_layers; l++)
         for (uint32_t h = 0; !bad && h < p->heads; h++)
             bad = put(heads, NULL, head_entry(p, l, h)) < 0;
-    char *txt = bad ? NULL : cJSON_Print(root);
+    char *out = bad ? NULL : paro_json_print_line(root);
     cJSON_Delete(root);
-    if (!txt)
-        return NULL;
-    size_t n = strlen(txt);
-    char *out = malloc(n + 2);
-    if (out) {
-        memcpy(out, txt, n);
-        out[n] = '\n';
-        out[n + 1] = 0;
-    }
-    cJSON_free(txt);
     return out;
 }

@@ -19,7 +19,7 @@
 #include <stdarg.h>      /* va_list */
 #include <stdio.h>       /* fopen, fread, fgetc, ferror, fileno, fclose, vsnprintf, snprintf */
 #include <stdlib.h>      /* calloc, malloc, free, qsort, strtod */
-#include <string.h>      /* memcmp, memcpy, memset, strcmp, strlen, strerror */
+#include <string.h>      /* memcmp, memcpy, memset, strcmp, strdup, strlen, strerror */
 #include <sys/stat.h>    /* fstat, S_ISREG */
 #include <zlib.h>        /* inflate*, crc32_z */
 
@@ -660,15 +660,6 @@ static int get_u32_array(const cJSON *v, uint32_t *out, size_t n)
     return 0;
 }
 
-static char *dup_string(const char *s)
-{
-    size_t n = strlen(s) + 1;
-    char *d = malloc(n);
-    if (d)
-        memcpy(d, s, n);
-    return d;
-}
-
 static paro_err meta_orders(meta_ctx *m, paro_plan *p)
 {
     const int K = PARO_K_ORDERS;
@@ -827,9 +818,9 @@ static paro_err meta_decode(meta_ctx *m, paro_plan *p)
     for (int k = PARO_K_TOOL; k <= PARO_K_BACKEND; k++)
         if (!cJSON_IsString(it[k]))
             return mfail(m, FMT, k, "\"%s\" must be a string", paro_plan_meta_keys[k]);
-    if (!(p->tool = dup_string(it[PARO_K_TOOL]->valuestring)) ||
-        !(p->model = dup_string(it[PARO_K_MODEL]->valuestring)) ||
-        !(p->backend = dup_string(it[PARO_K_BACKEND]->valuestring)))
+    if (!(p->tool = strdup(it[PARO_K_TOOL]->valuestring)) ||
+        !(p->model = strdup(it[PARO_K_MODEL]->valuestring)) ||
+        !(p->backend = strdup(it[PARO_K_BACKEND]->valuestring)))
         return fail(m->r, PARO_ERR_NOMEM, PARO_NO_OFFSET, "out of memory");
     if (get_u32_array(it[PARO_K_GRID], p->grid, 3) < 0)
         return mfail(m, FMT, PARO_K_GRID, "\"grid\" must be an array of 3 integers [F, H, W]");

@@ -10,7 +10,7 @@
 #include <fcntl.h>     /* open, O_RDONLY, O_CLOEXEC */
 #include <stdio.h>     /* snprintf */
 #include <stdlib.h>    /* malloc, calloc, realloc, free, qsort, bsearch */
-#include <string.h>    /* strcmp, strlen, memcpy, strerror */
+#include <string.h>    /* strcmp, strdup, strlen, memcpy, strerror */
 #include <sys/mman.h>  /* mmap, munmap */
 #include <sys/stat.h>  /* fstat, S_ISREG, S_ISDIR */
 #include <unistd.h>    /* close */
@@ -80,15 +80,6 @@ static const char *file_dtype_name(paro_dtype t)
     case PARO_DTYPE_BF16: return "BF16";
     default: return NULL;
     }
-}
-
-static char *dup_str(const char *s)
-{
-    size_t n = strlen(s) + 1;
-    char *d = malloc(n);
-    if (d)
-        memcpy(d, s, n);
-    return d;
 }
 
 static uint64_t load_u64le(const unsigned char *p)
@@ -330,7 +321,7 @@ static paro_err parse_header(paro_st_file *f, const paro_json_ctx *cx, uint64_t 
             continue;
         }
         paro_st_tensor *t = &f->tensors[f->n];
-        t->name = dup_str(c->string);
+        t->name = strdup(c->string);
         if (!t->name) {
             rc = paro_error(cx->ei, PARO_ERR_NOMEM, cx->file, PARO_NO_OFFSET, "out of memory");
             goto out;
@@ -358,7 +349,7 @@ paro_err paro_st_open(const char *path, paro_st_file **out, paro_errinfo *ei)
 {
     *out = NULL;
     paro_st_file *f = calloc(1, sizeof *f);
-    if (!f || !(f->path = dup_str(path))) {
+    if (!f || !(f->path = strdup(path))) {
         free(f);
         return paro_error(ei, PARO_ERR_NOMEM, path, PARO_NO_OFFSET, "out of memory");
     }
