@@ -18,7 +18,9 @@ VERSION := 0.1.0
 
 CC ?= cc
 PKG_CONFIG ?= pkg-config
-PYTHON ?= python3
+# Debian's python3, which sees Debian's numpy and torch (a python3 earlier on
+# PATH, e.g. pyenv's, may not).
+PYTHON ?= $(firstword $(wildcard /usr/bin/python3) python3)
 PREFIX ?= /usr/local
 BINDIR ?= $(PREFIX)/bin
 INSTALL ?= install
@@ -126,7 +128,8 @@ deps:
 	$(Q).ci/deps
 
 ## test: build and run every test that can run here (CUDA suite skips without a GPU)
-test: deps
+test:
+	$(Q).ci/deps --test
 	$(Q)$(MAKE) --no-print-directory test-run
 
 .PHONY: test-run
@@ -137,7 +140,7 @@ test-run: $(BIN) $(CPU_TESTS) $(CUDA_TESTS)
 ## demo: make a capture with `paro synth`, check it against samples/demo, calibrate, dump
 demo: deps
 	$(Q)$(MAKE) --no-print-directory all
-	$(Q)samples/demo.sh ./paro
+	$(Q)PYTHON=$(PYTHON) samples/demo.sh ./paro
 
 ## install: copy paro to $(DESTDIR)$(BINDIR)
 install: all

@@ -29,7 +29,7 @@ echo "\$ paro dump $out/demo.paro"
 echo
 echo "planted axes (paro synth --json) vs the chosen orders' innermost axis:"
 "$paro" dump --json "$out/demo.paro" > "$out/plan.json"
-python3 - "$out/planted.json" "$out/plan.json" <<'PY'
+${PYTHON:-python3} - "$out/planted.json" "$out/plan.json" <<'PY'
 import json, sys
 planted = json.load(open(sys.argv[1]))["planted"]
 plan = json.load(open(sys.argv[2]))

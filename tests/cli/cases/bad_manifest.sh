@@ -2,7 +2,7 @@
 # leave the output path alone.
 cp -r $FIX/cap cap && chmod -R u+w cap
 try() { # python-expression-editing-the-manifest-dict
-    python3 - "$1" <<'PY'
+    ${PYTHON:-python3} - "$1" <<'PY'
 import json, sys
 m = json.load(open("cap/manifest.json"))
 exec(sys.argv[1])

@@ -4,7 +4,7 @@ set -e
 cp $FIX/plan.paro good.paro
 chmod u+w good.paro
 $PARO dump --verify good.paro
-python3 - <<'PY'
+${PYTHON:-python3} - <<'PY'
 b = bytearray(open("good.paro", "rb").read())
 b[300] ^= 0x10
 open("flipped.paro", "wb").write(b)

@@ -3,7 +3,7 @@
 cp -r $FIX/cap cap && chmod -R u+w cap
 cp cap/s001.safetensors good.safetensors
 try() { # python code editing bytes b of the sample file
-    python3 - "$1" <<'PY'
+    ${PYTHON:-python3} - "$1" <<'PY'
 import json, struct, sys
 b = bytearray(open("good.safetensors", "rb").read())
 n = struct.unpack("<Q", b[:8])[0]

@@ -7,7 +7,7 @@ for dtype in f32 bf16; do
         --head-dim 64 --samples 2 --seed 21 --dtype $dtype --json > planted-$dtype.json
     $PARO -q calibrate -m cap-$dtype/manifest.json -o $dtype.paro -j 2
     $PARO dump --json $dtype.paro > plan-$dtype.json
-    python3 - planted-$dtype.json plan-$dtype.json $dtype <<'PY'
+    ${PYTHON:-python3} - planted-$dtype.json plan-$dtype.json $dtype <<'PY'
 import json, sys
 planted = json.load(open(sys.argv[1]))["planted"]
 plan = json.load(open(sys.argv[2]))

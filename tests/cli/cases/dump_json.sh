@@ -1,7 +1,7 @@
 # The JSON document: schema first, the metadata, then one entry per head.
 set -e
 $PARO dump --json $FIX/plan.paro > plan.json
-python3 - plan.json <<'PY'
+${PYTHON:-python3} - plan.json <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
 keys = list(d)
