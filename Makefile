@@ -119,6 +119,15 @@ $(BUILD)/tests/check_%: tests/check_%.c $(TEST_UTIL_OBJ) $(LIB) $(BUILD)/FLAGS
 	$(call quiet,CC,$<)$(CC) $(CFLAGS) $(CHECK_CFLAGS) -Itests $< $(TEST_UTIL_OBJ) $(LIB) \
 	  $(LDFLAGS) $(CHECK_LIBS) $(LIBS) $(CUDA_LIBS) -o $@
 
+# Benchmarks (GPU): built by `make bench`, run by tests/bench/calibrate_cuda.py.
+$(BUILD)/tests/bench_%: tests/bench/bench_%.c $(LIB) $(BUILD)/FLAGS
+	@mkdir -p $(dir $@)
+	$(call quiet,CC,$<)$(CC) $(CFLAGS) $< $(LIB) $(LDFLAGS) $(LIBS) $(CUDA_LIBS) -o $@
+
+.PHONY: bench
+## bench: build the GPU benchmark helpers (tests/bench/)
+bench: $(BIN) $(if $(filter 1,$(HAVE_CUDA)),$(BUILD)/tests/bench_cuda)
+
 $(BUILD)/tests/testutil.o: tests/testutil.c $(BUILD)/FLAGS
 	@mkdir -p $(dir $@)
 	$(call quiet,CC,$<)$(CC) $(CFLAGS) $(CHECK_CFLAGS) -Itests -c $< -o $@

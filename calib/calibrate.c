@@ -2,12 +2,12 @@
 #include "calibrate.h"
 
 #include <math.h>     /* isfinite */
-#include <pthread.h>  /* pthread_create, pthread_join, pthread_mutex_* */
 #include <stdio.h>    /* snprintf */
 #include <stdlib.h>   /* calloc, free, aligned_alloc */
 #include <string.h>   /* memset, strlen */
 #include <zlib.h>     /* crc32 */
 
+#include "backend.h"    /* paro_backend */
 #include "metrics.h"    /* PARO_DEFAULT_ALPHA, PARO_DEFAULT_SCORE_RECALL */
 #include "order.h"      /* paro_order_name */
 #include "select.h"     /* paro_score_head */
@@ -96,77 +96,6 @@ static paro_err check_config(const paro_manifest *m, const paro_calib_config *c,
 #undef BAD
 }
 
-/* ---- worker threads over heads ----------------------------------------- */
-
-typedef struct worker_space {
-    void *scratch;
-    double *mass, *peak; /* [n_slots][nt] */
-} worker_space;
-
-typedef struct head_job {
-    const paro_tiling *tiling;
-    const float *q, *k;      /* [heads][N][D] */
-    uint32_t heads, head_dim;
-    double scale;
-    paro_block_stats *stats;
-    uint32_t bucket;
-    pthread_mutex_t lock;
-    uint32_t next_head;      /* guarded by lock */
-} head_job;
-
-typedef struct worker_arg {
-    head_job *job;
-    worker_space *space;
-} worker_arg;
-
-static void *head_worker(void *p)
-{
-    worker_arg *arg = p;
-    head_job *job = arg->job;
-    const size_t per_head = (size_t)job->tiling->n_tokens * job->head_dim;
-    for (;;) {
-        pthread_mutex_lock(&job->lock);
-        uint32_t h = job->next_head++;
-        pthread_mutex_unlock(&job->lock);
-        if (h >= job->heads)
-            break;
-        paro_tile_stats_cpu(job->tiling, job->q + h * per_head, job->k + h * per_head,
-                            job->head_dim, job->scale, arg->space->mass, arg->space->peak,
-                            arg->space->scratch);
-        /* Each head's statistics belong to this thread alone while it adds
-         * them, and samples come one after another: the sums are made in
-         * the same order whatever the thread count. */
-        paro_block_stats_add(job->stats, job->bucket, h, arg->space->mass, arg->space->peak);
-    }
-    return NULL;
-}
-
-static paro_err run_heads(head_job *job, worker_space *spaces, int threads, paro_errinfo *ei)
-{
-    pthread_t tid[256];
-    worker_arg args[256];
-    if (threads > 256)
-        threads = 256;
-    if ((uint32_t)threads > job->heads)
-        threads = (int)job->heads;
-    job->next_head = 0;
-    int started = 0;
-    for (int i = 0; i < threads; i++) {
-        args[i].job = job;
-        args[i].space = &spaces[i];
-        if (i == threads - 1)
-            break; /* the calling thread is the last worker */
-        if (pthread_create(&tid[i], NULL, head_worker, &args[i]) != 0)
-            break;
-        started++;
-    }
-    head_worker(&args[started]);
-    for (int i = 0; i < started; i++)
-        pthread_join(tid[i], NULL);
-    (void)ei;
-    return PARO_OK;
-}
-
 /* ---- per-layer results into the plan ----------------------------------- */
 
 static void finish_layer(paro_plan *plan, uint32_t slot_l, const paro_tiling *t,
@@ -207,6 +136,30 @@ static void finish_layer(paro_plan *plan, uint32_t slot_l, const paro_tiling *t,
 }
 
 /* ---- the driver -------------------------------------------------------- */
+
+/* auto: the GPU when this build has CUDA, a device is there and the kernels
+ * handle the shape; otherwise the CPU.  cuda: the GPU or an error. */
+static paro_err open_backend(paro_backend *b, const paro_tiling *t, const paro_manifest *m,
+                             const paro_calib_config *cfg, paro_errinfo *ei)
+{
+    paro_backend_shape shape = {t, m->heads, m->head_dim, cfg->n_buckets, m->scale};
+    if (cfg->device != PARO_DEVICE_CPU) {
+        paro_errinfo why;
+        paro_errinfo_clear(&why);
+        paro_err rc = paro_backend_cuda_open(b, &shape, 0, &why);
+        if (rc == PARO_OK)
+            return PARO_OK;
+        if (cfg->device == PARO_DEVICE_CUDA) {
+            if (ei)
+                *ei = why;
+            return rc;
+        }
+        if (b->close)
+            b->close(b);
+        memset(b, 0, sizeof *b);
+    }
+    return paro_backend_cpu_open(b, &shape, cfg->threads, ei);
+}
 
 /* Checks every tensor the run will read before the first one is computed on:
  * a capture with a bad file at layer 39 should fail in a second, not after
@@ -265,10 +218,6 @@ paro_err paro_calibrate(const paro_manifest *m, const paro_calib_config *cfg,
     paro_err rc = check_config(m, cfg, ei);
     if (rc)
         return rc;
-    if (cfg->device == PARO_DEVICE_CUDA)
-        return paro_error(ei, PARO_ERR_NO_CUDA, NULL, PARO_NO_OFFSET,
-                          "calibration on cuda is not available in this version of paro; "
-                          "use --device cpu");
 
     /* Layers and samples selected. */
     uint32_t n_layers = cfg->layers ? cfg->n_layers : m->layers;
@@ -281,14 +230,13 @@ paro_err paro_calibrate(const paro_manifest *m, const paro_calib_config *cfg,
     memset(&tiling, 0, sizeof tiling);
     paro_block_stats stats;
     memset(&stats, 0, sizeof stats);
-    float *q = NULL, *k = NULL;
-    worker_space *spaces = NULL;
+    paro_backend backend;
+    memset(&backend, 0, sizeof backend);
     double *scratch = NULL;
     uint8_t *keep = NULL;
     uint32_t *order_scratch = NULL;
     paro_plan_sample *plan_samples = NULL;
     paro_plan_order orders[PARO_N_ORDERS];
-    int threads = cfg->threads;
 
     if (!layers || !samples || !bucket) {
         rc = paro_error(ei, PARO_ERR_NOMEM, NULL, PARO_NO_OFFSET, "out of memory");
@@ -306,6 +254,8 @@ paro_err paro_calibrate(const paro_manifest *m, const paro_calib_config *cfg,
 
     rc = paro_tiling_init(&tiling, m->grid, m->text_tokens, m->text_last, cfg->block_q,
                           cfg->block_k, ei);
+    if (!rc)
+        rc = open_backend(&backend, &tiling, m, cfg, ei);
     if (rc)
         goto done;
 
@@ -333,7 +283,7 @@ paro_err paro_calibrate(const paro_manifest *m, const paro_calib_config *cfg,
         memset(&shape, 0, sizeof shape);
         shape.tool = (char *)"paro " PARO_VERSION;
         shape.model = m->model;
-        shape.backend = (char *)"cpu";
+        shape.backend = (char *)backend.name;
         memcpy(shape.grid, m->grid, sizeof shape.grid);
         shape.text_tokens = m->text_tokens;
         shape.text_last = m->text_last;
@@ -365,33 +315,15 @@ paro_err paro_calibrate(const paro_manifest *m, const paro_calib_config *cfg,
             goto done;
     }
 
-    /* Buffers: one sample-layer of Q and K, per-thread scratch. */
+    /* Scratch of the scoring and mask building. */
     const size_t per_tensor = (size_t)m->heads * m->n_tokens * m->head_dim;
     const size_t nt = paro_tiling_tiles(&tiling);
-    q = malloc(per_tensor * sizeof *q);
-    k = malloc(per_tensor * sizeof *k);
-    if (threads > (int)m->heads)
-        threads = (int)m->heads;
-    spaces = calloc((size_t)threads, sizeof *spaces);
     scratch = malloc(2 * nt * sizeof *scratch);
     keep = malloc(nt);
     order_scratch = malloc(nt * sizeof *order_scratch);
-    if (!q || !k || !spaces || !scratch || !keep || !order_scratch) {
-        rc = paro_error(ei, PARO_ERR_NOMEM, NULL, PARO_NO_OFFSET,
-                        "out of memory for one layer of one sample (%.1f MiB)",
-                        2.0 * (double)per_tensor * 4.0 / 1048576.0);
+    if (!scratch || !keep || !order_scratch) {
+        rc = paro_error(ei, PARO_ERR_NOMEM, NULL, PARO_NO_OFFSET, "out of memory");
         goto done;
-    }
-    const size_t scratch_bytes = paro_tile_stats_scratch_bytes(&tiling, m->head_dim);
-    for (int i = 0; i < threads; i++) {
-        spaces[i].scratch = aligned_alloc(64, (scratch_bytes + 63) / 64 * 64);
-        spaces[i].mass = malloc((size_t)tiling.n_slots * nt * sizeof(double));
-        spaces[i].peak = malloc((size_t)tiling.n_slots * nt * sizeof(double));
-        if (!spaces[i].scratch || !spaces[i].mass || !spaces[i].peak) {
-            rc = paro_error(ei, PARO_ERR_NOMEM, NULL, PARO_NO_OFFSET,
-                            "out of memory for worker scratch");
-            goto done;
-        }
     }
 
     paro_calib_progress prog = {0, (uint64_t)n_layers * n_samples, 0, 0};
@@ -402,13 +334,19 @@ paro_err paro_calibrate(const paro_manifest *m, const paro_calib_config *cfg,
         if (rc)
             goto done;
         uLong crc = crc32(0L, Z_NULL, 0);
+        rc = backend.layer_begin(&backend, &stats, ei);
+        if (rc)
+            goto done;
         for (size_t si = 0; si < n_samples; si++) {
             if (cfg->stop && *cfg->stop) {
                 rc = paro_error(ei, PARO_ERR_INTERRUPTED, NULL, PARO_NO_OFFSET, "interrupted");
                 goto done;
             }
+            float *q, *k;
             paro_sample_file *sf = NULL;
-            rc = paro_sample_open(m, samples[si], &sf, ei);
+            rc = backend.buffers(&backend, &q, &k, ei);
+            if (!rc)
+                rc = paro_sample_open(m, samples[si], &sf, ei);
             if (!rc)
                 rc = paro_sample_read(sf, PARO_KIND_Q, layer, q, ei);
             if (!rc)
@@ -421,26 +359,20 @@ paro_err paro_calibrate(const paro_manifest *m, const paro_calib_config *cfg,
              * plan.  (Hosts are little-endian: x86-64 and arm64.) */
             crc = crc32_z(crc, (const Bytef *)q, per_tensor * sizeof *q);
             crc = crc32_z(crc, (const Bytef *)k, per_tensor * sizeof *k);
-
-            head_job job = {.tiling = &tiling,
-                            .q = q,
-                            .k = k,
-                            .heads = m->heads,
-                            .head_dim = m->head_dim,
-                            .scale = m->scale,
-                            .stats = &stats,
-                            .bucket = bucket[si]};
-            pthread_mutex_init(&job.lock, NULL);
-            rc = run_heads(&job, spaces, threads, ei);
-            pthread_mutex_destroy(&job.lock);
+            rc = backend.submit(&backend, bucket[si], ei);
             if (rc)
                 goto done;
+            for (uint32_t h = 0; h < m->heads; h++)
+                stats.count[(size_t)bucket[si] * stats.heads + h]++;
             prog.done++;
             prog.layer = layer;
             prog.sample = samples[si];
             if (cfg->progress)
                 cfg->progress(cfg->progress_user, &prog);
         }
+        rc = backend.layer_end(&backend, ei);
+        if (rc)
+            goto done;
         plan->layer_crc32[li] = (uint32_t)crc;
         finish_layer(plan, li, &tiling, &stats, cfg, scratch, keep, order_scratch);
         paro_block_stats_free(&stats);
@@ -450,14 +382,8 @@ paro_err paro_calibrate(const paro_manifest *m, const paro_calib_config *cfg,
 
 done:
     paro_block_stats_free(&stats);
-    for (int i = 0; spaces && i < threads; i++) {
-        free(spaces[i].scratch);
-        free(spaces[i].mass);
-        free(spaces[i].peak);
-    }
-    free(spaces);
-    free(q);
-    free(k);
+    if (backend.close)
+        backend.close(&backend);
     free(scratch);
     free(keep);
     free(order_scratch);

@@ -1,10 +1,30 @@
 /* paro — the CUDA side, seen from C.  No CUDA types appear here, so every
  * part of paro can include it without nvcc; a build without CUDA links
- * kernels/stub.c, whose functions report PARO_ERR_NO_CUDA. */
+ * kernels/stub.c, whose functions report PARO_ERR_NO_CUDA.
+ *
+ * The tile-statistics backend computes, on the GPU, exactly what
+ * paro_tile_stats_cpu (calib/tile_stats.h) defines, for every head and
+ * distinct order of one layer-sample, and adds the results into per-layer
+ * accumulators kept on the device:
+ *
+ *     ctx = paro_cuda_open(...)            once per run (one device)
+ *     paro_cuda_layer_begin(ctx)           zero the accumulators
+ *     for each sample:
+ *         paro_cuda_next_buffers(ctx, &q, &k)   pinned host buffers to fill
+ *         ... read the sample's Q and K into q, k ([heads][N][D] f32) ...
+ *         paro_cuda_submit(ctx, bucket)    upload and queue; returns at once
+ *     paro_cuda_layer_end(ctx, mass, peak) wait, download, add into fp64 sums
+ *     paro_cuda_close(ctx)
+ *
+ * While the GPU works on one sample the host reads the next one into the
+ * other pair of buffers.  All reductions run in a fixed order (no float
+ * atomics), so results are the same run to run.
+ */
 #ifndef PARO_KERNELS_H_e81b4d07
 #define PARO_KERNELS_H_e81b4d07
 
 #include <stddef.h> /* size_t */
+#include <stdint.h> /* uint32_t */
 
 #include "error.h" /* paro_err, paro_errinfo */
 
@@ -22,6 +42,44 @@ int paro_cuda_device_count(paro_errinfo *ei);
 
 /* "NVIDIA H100 80GB HBM3 (sm_90, 132 SMs, 79.1 GiB)" into buf. */
 paro_err paro_cuda_device_describe(int device, char *buf, size_t size, paro_errinfo *ei);
+
+/* What the tile-statistics kernels are asked to compute. */
+typedef struct paro_cuda_geometry {
+    uint32_t n_tokens, head_dim, heads;
+    uint32_t block_q, block_k, nq, nk;
+    uint32_t n_slots;        /* distinct orders */
+    const uint32_t *perms;   /* host: [n_slots][n_tokens], capture index at each position */
+    uint32_t n_buckets;
+    double scale;            /* softmax scale */
+} paro_cuda_geometry;
+
+/* Whether the kernels handle this geometry (block sizes 64 or 128 on each
+ * axis, head_dim 32, 64 or 128, at most 2048 blocks per axis); when not, a
+ * one-line reason goes into *ei (PARO_ERR_USAGE). */
+int paro_cuda_supports(const paro_cuda_geometry *g, paro_errinfo *ei);
+
+typedef struct paro_cuda_ctx paro_cuda_ctx;
+
+paro_err paro_cuda_open(paro_cuda_ctx **out, int device, const paro_cuda_geometry *g,
+                        paro_errinfo *ei);
+void paro_cuda_close(paro_cuda_ctx *ctx);
+
+paro_err paro_cuda_layer_begin(paro_cuda_ctx *ctx, paro_errinfo *ei);
+/* Pinned host buffers ([heads][N][D] f32 each) for the next sample; waits
+ * until the GPU no longer needs them. */
+paro_err paro_cuda_next_buffers(paro_cuda_ctx *ctx, float **q, float **k, paro_errinfo *ei);
+/* Queues the sample held in the buffers of the last next_buffers call. */
+paro_err paro_cuda_submit(paro_cuda_ctx *ctx, uint32_t bucket, paro_errinfo *ei);
+/* Waits for the queued work and adds the layer's sums into mass
+ * ([n_buckets][heads][n_slots][nq*nk]) and peak ([heads][n_slots][nq*nk]),
+ * the layout of paro_block_stats. */
+paro_err paro_cuda_layer_end(paro_cuda_ctx *ctx, double *mass, double *peak, paro_errinfo *ei);
+
+/* Device memory the context holds, in bytes (for benchmarks). */
+size_t paro_cuda_device_bytes(const paro_cuda_ctx *ctx);
+/* Milliseconds the GPU spent in the kernels of the last layer (events
+ * around each sample's passes, summed). */
+double paro_cuda_last_layer_ms(const paro_cuda_ctx *ctx);
 
 #ifdef __cplusplus
 }

@@ -23,3 +23,70 @@ paro_err paro_cuda_device_describe(int device, char *buf, size_t size, paro_erri
     return paro_error(ei, PARO_ERR_NO_CUDA, NULL, PARO_NO_OFFSET,
                       "this paro was built without cuda");
 }
+
+static paro_err no_cuda(paro_errinfo *ei)
+{
+    return paro_error(ei, PARO_ERR_NO_CUDA, NULL, PARO_NO_OFFSET,
+                      "this paro was built without cuda");
+}
+
+int paro_cuda_supports(const paro_cuda_geometry *g, paro_errinfo *ei)
+{
+    (void)g;
+    no_cuda(ei);
+    return 0;
+}
+
+paro_err paro_cuda_open(paro_cuda_ctx **out, int device, const paro_cuda_geometry *g,
+                        paro_errinfo *ei)
+{
+    (void)device;
+    (void)g;
+    *out = NULL;
+    return no_cuda(ei);
+}
+
+void paro_cuda_close(paro_cuda_ctx *ctx)
+{
+    (void)ctx;
+}
+
+paro_err paro_cuda_layer_begin(paro_cuda_ctx *ctx, paro_errinfo *ei)
+{
+    (void)ctx;
+    return no_cuda(ei);
+}
+
+paro_err paro_cuda_next_buffers(paro_cuda_ctx *ctx, float **q, float **k, paro_errinfo *ei)
+{
+    (void)ctx;
+    *q = *k = NULL;
+    return no_cuda(ei);
+}
+
+paro_err paro_cuda_submit(paro_cuda_ctx *ctx, uint32_t bucket, paro_errinfo *ei)
+{
+    (void)ctx;
+    (void)bucket;
+    return no_cuda(ei);
+}
+
+paro_err paro_cuda_layer_end(paro_cuda_ctx *ctx, double *mass, double *peak, paro_errinfo *ei)
+{
+    (void)ctx;
+    (void)mass;
+    (void)peak;
+    return no_cuda(ei);
+}
+
+size_t paro_cuda_device_bytes(const paro_cuda_ctx *ctx)
+{
+    (void)ctx;
+    return 0;
+}
+
+double paro_cuda_last_layer_ms(const paro_cuda_ctx *ctx)
+{
+    (void)ctx;
+    return 0.0;
+}

@@ -1,0 +1,47 @@
+/* paro — where the tile statistics of a layer are computed: the CPU
+ * reference (calib/backend_cpu.c, worker threads over heads) or the GPU
+ * (calib/backend_cuda.c over kernels/).  The driver (calibrate.c) sees only
+ * this interface:
+ *
+ *     layer_begin(stats)            stats zeroed, to be filled for one layer
+ *     for each sample:
+ *         buffers(&q, &k)           where to read the sample's Q and K
+ *         ... read them ...
+ *         submit(bucket)            add the sample's tile stats (possibly
+ *                                   asynchronously)
+ *     layer_end()                   stats hold every sample's sums
+ */
+#ifndef PARO_BACKEND_H_d2c81f6e
+#define PARO_BACKEND_H_d2c81f6e
+
+#include <stdint.h> /* uint32_t */
+
+#include "error.h"      /* paro_err, paro_errinfo */
+#include "stats.h"      /* paro_block_stats */
+#include "tile_stats.h" /* paro_tiling */
+
+typedef struct paro_backend paro_backend;
+struct paro_backend {
+    const char *name; /* recorded in the plan: "cpu" or "cuda" */
+    void *state;
+    paro_err (*layer_begin)(paro_backend *b, paro_block_stats *stats, paro_errinfo *ei);
+    paro_err (*buffers)(paro_backend *b, float **q, float **k, paro_errinfo *ei);
+    paro_err (*submit)(paro_backend *b, uint32_t bucket, paro_errinfo *ei);
+    paro_err (*layer_end)(paro_backend *b, paro_errinfo *ei);
+    void (*close)(paro_backend *b);
+};
+
+typedef struct paro_backend_shape {
+    const paro_tiling *tiling;
+    uint32_t heads, head_dim, n_buckets;
+    double scale;
+} paro_backend_shape;
+
+paro_err paro_backend_cpu_open(paro_backend *b, const paro_backend_shape *s, int threads,
+                               paro_errinfo *ei);
+/* PARO_ERR_NO_CUDA when there is no device (or no CUDA in this build),
+ * PARO_ERR_USAGE when the kernels do not handle this shape. */
+paro_err paro_backend_cuda_open(paro_backend *b, const paro_backend_shape *s, int device,
+                                paro_errinfo *ei);
+
+#endif

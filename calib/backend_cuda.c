@@ -1,0 +1,90 @@
+/* paro — the GPU backend: the driver's interface over kernels/kernels.h. */
+#include <stdlib.h> /* calloc, malloc, free */
+
+#include "backend.h"
+#include "kernels.h" /* paro_cuda_* */
+
+typedef struct cuda_state {
+    paro_cuda_ctx *ctx;
+    paro_block_stats *stats;
+} cuda_state;
+
+static paro_err cuda_layer_begin(paro_backend *b, paro_block_stats *stats, paro_errinfo *ei)
+{
+    cuda_state *cs = b->state;
+    cs->stats = stats;
+    return paro_cuda_layer_begin(cs->ctx, ei);
+}
+
+static paro_err cuda_buffers(paro_backend *b, float **q, float **k, paro_errinfo *ei)
+{
+    return paro_cuda_next_buffers(((cuda_state *)b->state)->ctx, q, k, ei);
+}
+
+static paro_err cuda_submit(paro_backend *b, uint32_t bucket, paro_errinfo *ei)
+{
+    return paro_cuda_submit(((cuda_state *)b->state)->ctx, bucket, ei);
+}
+
+static paro_err cuda_layer_end(paro_backend *b, paro_errinfo *ei)
+{
+    cuda_state *cs = b->state;
+    return paro_cuda_layer_end(cs->ctx, cs->stats->mass, cs->stats->peak, ei);
+}
+
+static void cuda_close(paro_backend *b)
+{
+    cuda_state *cs = b->state;
+    if (!cs)
+        return;
+    paro_cuda_close(cs->ctx);
+    free(cs);
+    b->state = NULL;
+}
+
+paro_err paro_backend_cuda_open(paro_backend *b, const paro_backend_shape *s, int device,
+                                paro_errinfo *ei)
+{
+    b->name = "cuda";
+    b->layer_begin = cuda_layer_begin;
+    b->buffers = cuda_buffers;
+    b->submit = cuda_submit;
+    b->layer_end = cuda_layer_end;
+    b->close = cuda_close;
+    b->state = NULL;
+    if (paro_cuda_device_count(ei) <= device)
+        return paro_error(ei, PARO_ERR_NO_CUDA, NULL, PARO_NO_OFFSET, "no cuda device %d", device);
+    /* The kernels take each distinct order's permutation once, as the
+     * tiling holds them. */
+    const paro_tiling *t = s->tiling;
+    const size_t n = t->n_tokens;
+    uint32_t *perms = malloc((size_t)t->n_slots * n * sizeof *perms);
+    cuda_state *cs = calloc(1, sizeof *cs);
+    if (!perms || !cs) {
+        free(perms);
+        free(cs);
+        return paro_error(ei, PARO_ERR_NOMEM, NULL, PARO_NO_OFFSET, "out of memory");
+    }
+    for (int slot = 0; slot < t->n_slots; slot++)
+        for (size_t p = 0; p < n; p++)
+            perms[(size_t)slot * n + p] = t->perm[slot][p];
+    paro_cuda_geometry g = {.n_tokens = t->n_tokens,
+                            .head_dim = s->head_dim,
+                            .heads = s->heads,
+                            .block_q = t->block_q,
+                            .block_k = t->block_k,
+                            .nq = t->nq,
+                            .nk = t->nk,
+                            .n_slots = (uint32_t)t->n_slots,
+                            .perms = perms,
+                            .n_buckets = s->n_buckets,
+                            .scale = s->scale};
+    paro_err rc = paro_cuda_open(&cs->ctx, device, &g, ei);
+    free(perms);
+    if (rc) {
+        free(cs);
+        return rc;
+    }
+    b->state = cs;
+    return PARO_OK;
+}

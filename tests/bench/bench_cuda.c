@@ -1,0 +1,91 @@
+/* paro benchmark — GPU time of the tile-statistics kernels on one
+ * layer-sample of a capture, and the device memory they hold.
+ *
+ *   bench_cuda MANIFEST [LAYER [REPEAT [BLOCK]]]
+ *
+ * Prints one JSON object: median and minimum kernel milliseconds over REPEAT
+ * runs (row statistics + every distinct order, timed with CUDA events), the
+ * device bytes held, and the shape.  Used by tests/bench/calibrate_cuda.py. */
+#include <stdio.h>  /* printf, fprintf */
+#include <stdlib.h> /* atoi, qsort, malloc */
+#include <math.h>   /* sqrt */
+
+#include "kernels.h"
+#include "manifest.h"
+#include "tile_stats.h"
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static int fail(const paro_errinfo *ei)
+{
+    char buf[1200];
+    fprintf(stderr, "bench_cuda: %s\n", paro_errinfo_format(ei, buf, sizeof buf));
+    return 1;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "usage: bench_cuda MANIFEST [LAYER [REPEAT [BLOCK]]]\n");
+        return 2;
+    }
+    const uint32_t layer = argc > 2 ? (uint32_t)atoi(argv[2]) : 0;
+    const int repeat = argc > 3 ? atoi(argv[3]) : 10;
+    const uint32_t block = argc > 4 ? (uint32_t)atoi(argv[4]) : 64;
+    paro_errinfo ei;
+    paro_errinfo_clear(&ei);
+    paro_manifest *m = NULL;
+    if (paro_manifest_load(argv[1], &m, &ei))
+        return fail(&ei);
+    paro_tiling t;
+    if (paro_tiling_init(&t, m->grid, m->text_tokens, m->text_last, block, block, &ei))
+        return fail(&ei);
+    const size_t n = t.n_tokens;
+    uint32_t *perms = malloc((size_t)t.n_slots * n * sizeof *perms);
+    for (int s = 0; s < t.n_slots; s++)
+        for (size_t p = 0; p < n; p++)
+            perms[(size_t)s * n + p] = t.perm[s][p];
+    paro_cuda_geometry g = {.n_tokens = t.n_tokens, .head_dim = m->head_dim, .heads = m->heads,
+                            .block_q = block, .block_k = block, .nq = t.nq, .nk = t.nk,
+                            .n_slots = (uint32_t)t.n_slots, .perms = perms, .n_buckets = 1,
+                            .scale = m->scale};
+    paro_cuda_ctx *ctx = NULL;
+    if (paro_cuda_open(&ctx, 0, &g, &ei))
+        return fail(&ei);
+    float *q, *k;
+    paro_sample_file *sf = NULL;
+    if (paro_cuda_next_buffers(ctx, &q, &k, &ei) || paro_sample_open(m, 0, &sf, &ei) ||
+        paro_sample_read(sf, PARO_KIND_Q, layer, q, &ei) ||
+        paro_sample_read(sf, PARO_KIND_K, layer, k, &ei))
+        return fail(&ei);
+    paro_sample_close(sf);
+    const size_t acc = (size_t)m->heads * t.n_slots * t.nq * t.nk;
+    double *mass = calloc(acc, sizeof *mass), *peak = calloc(acc, sizeof *peak);
+    double *ms = malloc((size_t)(repeat + 1) * sizeof *ms);
+    for (int r = 0; r <= repeat; r++) { /* run 0 warms up */
+        if (paro_cuda_layer_begin(ctx, &ei) || paro_cuda_submit(ctx, 0, &ei) ||
+            paro_cuda_layer_end(ctx, mass, peak, &ei))
+            return fail(&ei);
+        ms[r] = paro_cuda_last_layer_ms(ctx);
+    }
+    qsort(ms + 1, (size_t)repeat, sizeof *ms, cmp_double);
+    char desc[256];
+    paro_cuda_device_describe(0, desc, sizeof desc, NULL);
+    printf("{\"device\": \"%s\", \"tokens\": %u, \"heads\": %u, \"head_dim\": %u, \"block\": %u, "
+           "\"slots\": %d, \"repeat\": %d, \"kernel_ms_median\": %.4f, \"kernel_ms_min\": %.4f, "
+           "\"device_bytes\": %zu}\n",
+           desc, t.n_tokens, m->heads, m->head_dim, block, t.n_slots, repeat,
+           ms[1 + repeat / 2], ms[1], paro_cuda_device_bytes(ctx));
+    paro_cuda_close(ctx);
+    paro_manifest_free(m);
+    paro_tiling_free(&t);
+    free(perms);
+    free(mass);
+    free(peak);
+    free(ms);
+    return 0;
+}

@@ -1,0 +1,42 @@
+#!/bin/sh
+# `paro calibrate --device cuda` against `--device cpu` on the bundled sample
+# and a synth capture with d = 64: the same order for every head that is not
+# a near-tie (relative margin of the CPU's best combined score < 1e-3), and
+# densities and recalls within 1e-3.  Exits 77 (skip) without a CUDA device.
+set -eu
+paro=$(cd "$(dirname "${PARO:-./paro}")" && pwd)/$(basename "${PARO:-./paro}")
+python=${PYTHON:-python3}
+root=$(cd "$(dirname "$0")/../.." && pwd)
+if ! "$paro" version -v | grep -q '^cuda device 0'; then
+    echo "SKIP: no CUDA device"
+    exit 77
+fi
+work=$(mktemp -d "${TMPDIR:-/tmp}/paro-cuda-XXXXXX")
+trap 'rm -rf "$work"' EXIT
+"$paro" -q synth -o "$work/cap" --grid 5x12x16 --text 24 --layers 2 --heads 8 --head-dim 64 \
+    --samples 2 --seed 7
+for manifest in "$root/samples/demo/manifest.json" "$work/cap/manifest.json"; do
+    for dev in cpu cuda; do
+        "$paro" -q calibrate -m "$manifest" -o "$work/$dev.paro" --device $dev
+        "$paro" dump --json "$work/$dev.paro" > "$work/$dev.json"
+    done
+    "$python" - "$work/cpu.json" "$work/cuda.json" "$manifest" <<'PY'
+import json, sys
+cpu, gpu = (json.load(open(p)) for p in sys.argv[1:3])
+assert cpu["backend"] == "cpu" and gpu["backend"] == "cuda", (cpu["backend"], gpu["backend"])
+same = ties = 0
+for a, b in zip(cpu["heads"], gpu["heads"]):
+    combined = sorted((s["combined"] for s in a["scores"].values()), reverse=True)
+    # equivalent orders repeat a score: the runner-up is the next distinct one
+    distinct = sorted(set(combined), reverse=True)
+    margin = (distinct[0] - distinct[1]) / distinct[0] if len(distinct) > 1 else 1.0
+    if margin < 1e-3:
+        ties += 1
+        continue
+    assert a["order"] == b["order"], (a["layer"], a["head"], a["order"], b["order"], margin)
+    same += 1
+    for x, y in zip(a["density"] + a["recall"], b["density"] + b["recall"]):
+        assert abs(x - y) <= 1e-3, (a["layer"], a["head"], x, y)
+print(f"{sys.argv[3]}: {same} heads agree, {ties} near-ties")
+PY
+done
