@@ -1,9 +1,9 @@
 /* paro — the CPU backend: paro_tile_stats_cpu on worker threads, one head
  * at a time. */
-#include <pthread.h> /* pthread_create, pthread_join, pthread_mutex_* */
-#include <stdlib.h>  /* calloc, malloc, aligned_alloc, free */
+#include <stdlib.h> /* calloc, malloc, aligned_alloc, free */
 
 #include "backend.h"
+#include "parallel.h" /* paro_parallel_for */
 
 typedef struct worker_space {
     void *scratch;
@@ -16,37 +16,21 @@ typedef struct cpu_state {
     worker_space *spaces;  /* [threads] */
     float *q, *k;          /* [heads][N][D] */
     paro_block_stats *stats;
-    /* the sample being processed */
-    uint32_t bucket;
-    pthread_mutex_t lock;
-    uint32_t next_head;    /* guarded by lock */
+    uint32_t bucket;       /* of the sample being processed */
 } cpu_state;
 
-typedef struct worker_arg {
-    cpu_state *cpu;
-    worker_space *space;
-} worker_arg;
-
-static void *head_worker(void *p)
+static void head_stats(void *ctx, uint32_t h, int worker)
 {
-    worker_arg *arg = p;
-    cpu_state *cpu = arg->cpu;
+    cpu_state *cpu = ctx;
     const paro_backend_shape *s = &cpu->shape;
+    worker_space *space = &cpu->spaces[worker];
     const size_t per_head = (size_t)s->tiling->n_tokens * s->head_dim;
-    for (;;) {
-        pthread_mutex_lock(&cpu->lock);
-        uint32_t h = cpu->next_head++;
-        pthread_mutex_unlock(&cpu->lock);
-        if (h >= s->heads)
-            break;
-        paro_tile_stats_cpu(s->tiling, cpu->q + h * per_head, cpu->k + h * per_head, s->head_dim,
-                            s->scale, arg->space->mass, arg->space->peak, arg->space->scratch);
-        /* Each head's statistics belong to this thread alone while it adds
-         * them, and samples come one after another: the sums are made in
-         * the same order whatever the thread count. */
-        paro_block_stats_add(cpu->stats, cpu->bucket, h, arg->space->mass, arg->space->peak);
-    }
-    return NULL;
+    paro_tile_stats_cpu(s->tiling, cpu->q + h * per_head, cpu->k + h * per_head, s->head_dim,
+                        s->scale, space->mass, space->peak, space->scratch);
+    /* Each head's statistics belong to one worker at a time, and samples
+     * come one after another: the sums are made in the same order whatever
+     * the thread count. */
+    paro_block_stats_add(cpu->stats, cpu->bucket, h, space->mass, space->peak);
 }
 
 static paro_err cpu_layer_begin(paro_backend *b, paro_block_stats *stats, paro_errinfo *ei)
@@ -68,25 +52,9 @@ static paro_err cpu_buffers(paro_backend *b, float **q, float **k, paro_errinfo 
 static paro_err cpu_submit(paro_backend *b, uint32_t bucket, paro_errinfo *ei)
 {
     cpu_state *cpu = b->state;
-    pthread_t tid[256];
-    worker_arg args[256];
-    int threads = cpu->threads > 256 ? 256 : cpu->threads;
     (void)ei;
     cpu->bucket = bucket;
-    cpu->next_head = 0;
-    int started = 0;
-    for (int i = 0; i < threads; i++) {
-        args[i].cpu = cpu;
-        args[i].space = &cpu->spaces[i];
-        if (i == threads - 1)
-            break; /* the calling thread is the last worker */
-        if (pthread_create(&tid[i], NULL, head_worker, &args[i]) != 0)
-            break; /* fewer threads: slower, same result */
-        started++;
-    }
-    head_worker(&args[started]);
-    for (int i = 0; i < started; i++)
-        pthread_join(tid[i], NULL);
+    paro_parallel_for(cpu->threads, cpu->shape.heads, head_stats, cpu);
     return PARO_OK;
 }
 
@@ -110,7 +78,6 @@ static void cpu_close(paro_backend *b)
     free(cpu->spaces);
     free(cpu->q);
     free(cpu->k);
-    pthread_mutex_destroy(&cpu->lock);
     free(cpu);
     b->state = NULL;
 }
@@ -128,7 +95,6 @@ paro_err paro_backend_cpu_open(paro_backend *b, const paro_backend_shape *s, int
     b->state = cpu;
     if (!cpu)
         return paro_error(ei, PARO_ERR_NOMEM, NULL, PARO_NO_OFFSET, "out of memory");
-    pthread_mutex_init(&cpu->lock, NULL);
     cpu->shape = *s;
     cpu->threads = threads < 1 ? 1 : threads > (int)s->heads ? (int)s->heads : threads;
     const size_t per_tensor = (size_t)s->heads * s->tiling->n_tokens * s->head_dim;

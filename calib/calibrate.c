@@ -10,6 +10,7 @@
 #include "backend.h"    /* paro_backend */
 #include "metrics.h"    /* PARO_DEFAULT_ALPHA, PARO_DEFAULT_SCORE_RECALL */
 #include "order.h"      /* paro_order_name */
+#include "parallel.h"   /* paro_parallel_for */
 #include "select.h"     /* paro_score_head */
 #include "stats.h"      /* paro_block_stats */
 #include "tile_stats.h" /* paro_tiling, paro_tile_stats_cpu */
@@ -98,41 +99,90 @@ static paro_err check_config(const paro_manifest *m, const paro_calib_config *c,
 
 /* ---- per-layer results into the plan ----------------------------------- */
 
-static void finish_layer(paro_plan *plan, uint32_t slot_l, const paro_tiling *t,
-                         const paro_block_stats *st, const paro_calib_config *cfg,
-                         double *scratch, uint8_t *keep, uint32_t *order_scratch)
+/* Scores, orders and masks of one layer's heads, in parallel: each head
+ * writes its own entries of the plan and its own keep[] rows; the packed
+ * mask bits are set afterwards on one thread, since two heads can share a
+ * byte of them. */
+typedef struct layer_job {
+    paro_plan *plan;
+    uint32_t slot_l;
+    const paro_tiling *t;
+    const paro_block_stats *st;
+    const paro_calib_config *cfg;
+    uint8_t *keep;          /* [heads][n_buckets][nq*nk] */
+    unsigned char *scratch; /* [workers][scratch_bytes] */
+    size_t scratch_bytes;
+} layer_job;
+
+static size_t layer_scratch_bytes(size_t nt)
+{
+    size_t score = paro_score_scratch_bytes(nt);
+    size_t mask = nt * sizeof(double) + paro_mask_scratch_bytes(nt);
+    return ((score > mask ? score : mask) + 63) / 64 * 64;
+}
+
+static void finish_head(void *ctx, uint32_t h, int worker)
+{
+    layer_job *job = ctx;
+    paro_plan *plan = job->plan;
+    const paro_tiling *t = job->t;
+    const paro_block_stats *st = job->st;
+    const size_t nt = paro_tiling_tiles(t);
+    unsigned char *scratch = job->scratch + (size_t)worker * job->scratch_bytes;
+    paro_head_choice choice;
+    paro_score_head(t, st, h, job->cfg->alpha, job->cfg->score_recall, &choice, scratch);
+    plan->head_order[paro_plan_head_index(plan, job->slot_l, h)] = (uint8_t)choice.order;
+    for (int o = 0; o < PARO_N_ORDERS; o++)
+        memcpy(paro_plan_scores_at(plan, job->slot_l, h, (uint32_t)o), choice.scores[o],
+               sizeof choice.scores[o]);
+    const uint32_t slot = (uint32_t)t->slot_of_order[choice.order];
+    double *mean = (double *)scratch;
+    for (uint32_t b = 0; b < plan->n_buckets; b++) {
+        uint8_t *keep = job->keep + ((size_t)h * plan->n_buckets + b) * nt;
+        size_t at = paro_plan_bucket_index(plan, job->slot_l, b, h);
+        double density, recall;
+        if ((double)(b + 1) / (double)plan->n_buckets <= job->cfg->dense_until) {
+            memset(keep, 1, nt);
+            density = recall = 1.0;
+        } else {
+            const double *sum = paro_block_stats_mass(st, b, h, slot);
+            double count = (double)st->count[(size_t)b * st->heads + h];
+            for (size_t i = 0; i < nt; i++)
+                mean[i] = sum[i] / count;
+            paro_build_mask(t, mean, &job->cfg->target, keep, &density, &recall, mean + nt);
+        }
+        plan->density[at] = density;
+        plan->recall[at] = recall;
+    }
+}
+
+static paro_err finish_layer(paro_plan *plan, uint32_t slot_l, const paro_tiling *t,
+                             const paro_block_stats *st, const paro_calib_config *cfg,
+                             paro_errinfo *ei)
 {
     const size_t nt = paro_tiling_tiles(t);
-    for (uint32_t h = 0; h < plan->heads; h++) {
-        paro_head_choice choice;
-        paro_score_head(t, st, h, cfg->alpha, cfg->score_recall, &choice, scratch);
-        plan->head_order[paro_plan_head_index(plan, slot_l, h)] = (uint8_t)choice.order;
-        for (int o = 0; o < PARO_N_ORDERS; o++)
-            memcpy(paro_plan_scores_at(plan, slot_l, h, (uint32_t)o), choice.scores[o],
-                   sizeof choice.scores[o]);
-        const uint32_t slot = (uint32_t)t->slot_of_order[choice.order];
+    const int workers = cfg->threads < (int)plan->heads ? cfg->threads : (int)plan->heads;
+    layer_job job = {plan, slot_l, t, st, cfg, NULL, NULL, layer_scratch_bytes(nt)};
+    job.keep = malloc((size_t)plan->heads * plan->n_buckets * nt);
+    job.scratch = aligned_alloc(64, (size_t)workers * job.scratch_bytes);
+    if (!job.keep || !job.scratch) {
+        free(job.keep);
+        free(job.scratch);
+        return paro_error(ei, PARO_ERR_NOMEM, NULL, PARO_NO_OFFSET,
+                          "out of memory for the masks of a layer");
+    }
+    paro_parallel_for(workers, plan->heads, finish_head, &job);
+    for (uint32_t h = 0; h < plan->heads; h++)
         for (uint32_t b = 0; b < plan->n_buckets; b++) {
-            size_t at = paro_plan_bucket_index(plan, slot_l, b, h);
-            double density, recall;
-            if ((double)(b + 1) / (double)plan->n_buckets <= cfg->dense_until) {
-                memset(keep, 1, nt);
-                density = recall = 1.0;
-            } else {
-                const double *sum = paro_block_stats_mass(st, b, h, slot);
-                double count = (double)st->count[(size_t)b * st->heads + h];
-                for (size_t i = 0; i < nt; i++)
-                    scratch[i] = sum[i] / count;
-                paro_build_mask(t, scratch, &cfg->target, keep, &density, &recall,
-                                order_scratch);
-            }
-            plan->density[at] = density;
-            plan->recall[at] = recall;
+            const uint8_t *keep = job.keep + ((size_t)h * plan->n_buckets + b) * nt;
             for (uint32_t a = 0; a < t->nq; a++)
                 for (uint32_t kb = 0; kb < t->nk; kb++)
                     if (keep[(size_t)a * t->nk + kb])
                         paro_plan_mask_set(plan, slot_l, b, h, a, kb, 1);
         }
-    }
+    free(job.keep);
+    free(job.scratch);
+    return PARO_OK;
 }
 
 /* ---- the driver -------------------------------------------------------- */
@@ -232,9 +282,6 @@ paro_err paro_calibrate(const paro_manifest *m, const paro_calib_config *cfg,
     memset(&stats, 0, sizeof stats);
     paro_backend backend;
     memset(&backend, 0, sizeof backend);
-    double *scratch = NULL;
-    uint8_t *keep = NULL;
-    uint32_t *order_scratch = NULL;
     paro_plan_sample *plan_samples = NULL;
     paro_plan_order orders[PARO_N_ORDERS];
 
@@ -315,17 +362,7 @@ paro_err paro_calibrate(const paro_manifest *m, const paro_calib_config *cfg,
             goto done;
     }
 
-    /* Scratch of the scoring and mask building. */
     const size_t per_tensor = (size_t)m->heads * m->n_tokens * m->head_dim;
-    const size_t nt = paro_tiling_tiles(&tiling);
-    scratch = malloc(2 * nt * sizeof *scratch);
-    keep = malloc(nt);
-    order_scratch = malloc(nt * sizeof *order_scratch);
-    if (!scratch || !keep || !order_scratch) {
-        rc = paro_error(ei, PARO_ERR_NOMEM, NULL, PARO_NO_OFFSET, "out of memory");
-        goto done;
-    }
-
     paro_calib_progress prog = {0, (uint64_t)n_layers * n_samples, 0, 0};
     for (uint32_t li = 0; li < n_layers; li++) {
         const uint32_t layer = layers[li];
@@ -374,7 +411,9 @@ paro_err paro_calibrate(const paro_manifest *m, const paro_calib_config *cfg,
         if (rc)
             goto done;
         plan->layer_crc32[li] = (uint32_t)crc;
-        finish_layer(plan, li, &tiling, &stats, cfg, scratch, keep, order_scratch);
+        rc = finish_layer(plan, li, &tiling, &stats, cfg, ei);
+        if (rc)
+            goto done;
         paro_block_stats_free(&stats);
     }
     *out = plan;
@@ -384,9 +423,6 @@ done:
     paro_block_stats_free(&stats);
     if (backend.close)
         backend.close(&backend);
-    free(scratch);
-    free(keep);
-    free(order_scratch);
     free(plan_samples);
     paro_tiling_free(&tiling);
     paro_plan_free(plan);

@@ -1,21 +1,10 @@
 /* paro — building block masks (rules in mask.h). */
 #include "mask.h"
 
-#include <stdlib.h> /* qsort */
+#include <stdint.h> /* uintptr_t */
 #include <string.h> /* memset */
 
-/* qsort has no context argument; the sort runs on one thread per call, so
- * the mass array travels in a thread-local. */
-static _Thread_local const double *sort_mass;
-
-static int by_mass_desc(const void *a, const void *b)
-{
-    uint32_t i = *(const uint32_t *)a, j = *(const uint32_t *)b;
-    double x = sort_mass[i], y = sort_mass[j];
-    if (x != y)
-        return x > y ? -1 : 1;
-    return (i > j) - (i < j);
-}
+#include "metrics.h" /* paro_sort_desc */
 
 static uint64_t tiles_for_density(double d, uint64_t nt)
 {
@@ -44,9 +33,15 @@ void paro_mask_measure(const paro_tiling *t, const double *mass, const uint8_t *
         *recall = 1.0;
 }
 
-void paro_build_mask(const paro_tiling *t, const double *mass, const paro_mask_target *tg,
-                     uint8_t *keep, double *density, double *recall, uint32_t *scratch)
+size_t paro_mask_scratch_bytes(size_t tiles)
 {
+    return tiles * sizeof(uint32_t) + paro_sort_scratch_bytes(tiles) + 16;
+}
+
+void paro_build_mask(const paro_tiling *t, const double *mass, const paro_mask_target *tg,
+                     uint8_t *keep, double *density, double *recall, void *workspace)
+{
+    uint32_t *scratch = workspace; /* tiles, largest mass first */
     const size_t nt = paro_tiling_tiles(t);
     memset(keep, 0, nt);
     size_t kept = 0;
@@ -66,11 +61,8 @@ void paro_build_mask(const paro_tiling *t, const double *mass, const paro_mask_t
                 }
         }
 
-    for (size_t i = 0; i < nt; i++)
-        scratch[i] = (uint32_t)i;
-    sort_mass = mass;
-    qsort(scratch, nt, sizeof *scratch, by_mass_desc);
-    sort_mass = NULL;
+    paro_sort_desc(mass, nt, scratch,
+                   (void *)(((uintptr_t)(scratch + nt) + 7) & ~(uintptr_t)7));
 
     if (tg->mode == PARO_TARGET_DENSITY) {
         uint64_t want = tiles_for_density(tg->value, nt);

@@ -16,6 +16,7 @@
 #ifndef PARO_MASK_H_b2a9f0c4
 #define PARO_MASK_H_b2a9f0c4
 
+#include <stddef.h> /* size_t */
 #include <stdint.h> /* uint8_t, uint32_t */
 
 #include "plan.h"       /* paro_target_mode */
@@ -31,10 +32,13 @@ typedef struct paro_mask_target {
     int keep_text;
 } paro_mask_target;
 
+/* Bytes of scratch paro_build_mask needs for this many tiles. */
+size_t paro_mask_scratch_bytes(size_t tiles);
+
 /* mass: mean tile mass [nq*nk] of the chosen order.  keep: [nq*nk], set to
- * 0/1.  scratch: nq*nk uint32_t. */
+ * 0/1.  scratch: paro_mask_scratch_bytes(nq * nk) bytes, 8-aligned. */
 void paro_build_mask(const paro_tiling *t, const double *mass, const paro_mask_target *tg,
-                     uint8_t *keep, double *density, double *recall, uint32_t *scratch);
+                     uint8_t *keep, double *density, double *recall, void *scratch);
 
 /* Density and recall of an existing mask over a mass map. */
 void paro_mask_measure(const paro_tiling *t, const double *mass, const uint8_t *keep,

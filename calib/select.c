@@ -5,12 +5,18 @@
 
 #include "metrics.h" /* paro_metric_* */
 
+size_t paro_score_scratch_bytes(size_t tiles)
+{
+    return tiles * sizeof(double) + tiles * sizeof(uint32_t) + paro_sort_scratch_bytes(tiles) + 16;
+}
+
 void paro_score_head(const paro_tiling *t, const paro_block_stats *st, uint32_t head,
                      double alpha, double score_recall, paro_head_choice *choice,
-                     double *scratch)
+                     void *scratch)
 {
     const size_t nt = paro_tiling_tiles(t);
-    double *mass = scratch, *sort_space = scratch + nt;
+    double *mass = scratch;
+    void *sort_space = mass + nt;
     double sparse[PARO_N_ORDERS], quant[PARO_N_ORDERS], combined[PARO_N_ORDERS];
     int valid[PARO_N_ORDERS];
 

@@ -3,6 +3,7 @@
 #ifndef PARO_SELECT_H_91e7c4a2
 #define PARO_SELECT_H_91e7c4a2
 
+#include <stddef.h> /* size_t */
 #include <stdint.h> /* uint32_t */
 
 #include "order.h"      /* PARO_N_ORDERS */
@@ -20,11 +21,14 @@ typedef struct paro_head_choice {
     double margin;  /* relative lead of the chosen order's combined score */
 } paro_head_choice;
 
+/* Bytes of scratch paro_score_head needs for this many tiles. */
+size_t paro_score_scratch_bytes(size_t tiles);
+
 /* Scores every order of `head` from the statistics of all buckets together.
- * scratch: 2 * nq * nk doubles. */
+ * scratch: paro_score_scratch_bytes(nq * nk) bytes, 8-aligned. */
 void paro_score_head(const paro_tiling *t, const paro_block_stats *st, uint32_t head,
                      double alpha, double score_recall, paro_head_choice *choice,
-                     double *scratch);
+                     void *scratch);
 
 #ifdef __cplusplus
 }

@@ -20,11 +20,12 @@
  * which keeps it within ~2^-16 relative of the f32 product.
  */
 #include <cuda_bf16.h>    /* __nv_bfloat16, __float2bfloat16_rn */
+#include <cuda_fp16.h>    /* __half2, __half22float2, __hmax2 */
 #include <cuda_runtime.h> /* cudaMalloc, streams, events */
 #include <math.h>         /* INFINITY */
 #include <stdint.h>       /* uint32_t */
-#include <stdlib.h>       /* calloc, free */
-#include <string.h>       /* memset */
+#include <stdlib.h>       /* calloc, free, getenv */
+#include <string.h>       /* memset, strcmp */
 
 #include "cuda_check.h"
 #include "kernels.h"
@@ -79,6 +80,15 @@ __device__ __forceinline__ float ex2(float x)
     float y;
     asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
     return y;
+}
+
+/* 2^x of two values at once, in f16 (11-bit mantissa). */
+__device__ __forceinline__ uint32_t ex2_h2(float x_lo, float x_hi)
+{
+    uint32_t packed, out;
+    asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(packed) : "f"(x_hi), "f"(x_lo));
+    asm("ex2.approx.f16x2 %0, %1;" : "=r"(out) : "r"(packed));
+    return out;
 }
 
 /* ---- shared-memory tiles ------------------------------------------------- */
@@ -196,44 +206,45 @@ __global__ void __launch_bounds__(128) row_stats_kernel(RowArgs args)
     float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
     const int n_tiles = (n + BK - 1) / BK;
     for (int b = 0; b < n_tiles; b++) {
+        cp_async_wait<0>();
+        __syncthreads(); /* tile b visible; every warp done with tile b-1 */
         if (b + 1 < n_tiles) {
             const uint32_t next = s_k + ((b + 1) & 1) * k_stride;
             load_rows<D, BK, kThreads>(next, k, nullptr, (b + 1) * BK, n);
             if (SPLIT)
                 load_rows<D, BK, kThreads>(next + kTile, k_lo, nullptr, (b + 1) * BK, n);
             cp_async_commit();
-            cp_async_wait<1>();
-        } else {
-            cp_async_wait<0>();
         }
-        __syncthreads();
         const uint32_t cur = s_k + (b & 1) * k_stride;
         float s[BK / 8][4];
         warp_scores<D, BK, SPLIT>(s, s_q, s_q_lo, cur, cur + kTile, warp, lane);
-        float tile_max[2] = {-INFINITY, -INFINITY};
+        if ((b + 1) * BK > n) {
 #pragma unroll
-        for (int t = 0; t < BK / 8; t++)
+            for (int t = 0; t < BK / 8; t++)
 #pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const int col = b * BK + t * 8 + 2 * (lane & 3) + (e & 1);
-                s[t][e] = col < n ? s[t][e] * c : -INFINITY;
-                tile_max[e >> 1] = fmaxf(tile_max[e >> 1], s[t][e]);
-            }
+                for (int e = 0; e < 4; e++)
+                    if (b * BK + t * 8 + 2 * (lane & 3) + (e & 1) >= n)
+                        s[t][e] = -INFINITY;
+        }
 #pragma unroll
         for (int r = 0; r < 2; r++) {
-            tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 1));
-            tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 2));
-            const float m_new = fmaxf(m[r], tile_max[r]);
+            float top = -INFINITY;
+#pragma unroll
+            for (int t = 0; t < BK / 8; t++)
+                top = fmaxf(top, fmaxf(s[t][2 * r], s[t][2 * r + 1]));
+            top = fmaxf(top, __shfl_xor_sync(0xffffffffu, top, 1));
+            top = fmaxf(top, __shfl_xor_sync(0xffffffffu, top, 2));
+            /* c > 0, so the largest s gives the largest s * c */
+            const float m_new = fmaxf(m[r], top * c);
             float sum = 0.f;
 #pragma unroll
             for (int t = 0; t < BK / 8; t++)
 #pragma unroll
                 for (int e = 0; e < 2; e++)
-                    sum += ex2(s[t][2 * r + e] - m_new);
+                    sum += ex2(fmaf(s[t][2 * r + e], c, -m_new));
             l[r] = l[r] * ex2(m[r] - m_new) + sum;
             m[r] = m_new;
         }
-        __syncthreads(); /* the next step's loads overwrite this buffer */
     }
 #pragma unroll
     for (int r = 0; r < 2; r++) {
@@ -257,7 +268,69 @@ struct TileArgs {
     const float *row_max, *row_inv;
     float *mass;               /* [heads][n_slots][nq*nk] of the sample's bucket */
     float *peak;               /* [heads][n_slots][nq*nk] */
+    int half_exp;              /* exponentials in f16x2 (row_inv then carries 2^-15) */
 };
+
+/* Adds 2^x of the thread's elements in row r of one key tile into sum[r]
+ * and max[r], unnormalised (the row's 1/l is applied once per tile).
+ * MASKED: columns at or past n count as zero (only the last key tile). */
+template <int BK, bool MASKED>
+__device__ __forceinline__ void tile_row_sums(const float (&s)[BK / 8][4], float c,
+                                              const float (&row_max)[2], int col0, int n,
+                                              float (&sum)[2], float (&top)[2])
+{
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        sum[r] = 0.f;
+        top[r] = 0.f;
+    }
+#pragma unroll
+    for (int t = 0; t < BK / 8; t++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            const int r = e >> 1;
+            float p = ex2(fmaf(s[t][e], c, -row_max[r]));
+            if (MASKED && col0 + t * 8 + (e & 1) >= n)
+                p = 0.f;
+            sum[r] += p;
+            top[r] = fmaxf(top[r], p);
+        }
+}
+
+/* The same with two exponentials per instruction in f16, shifted by 2^15 so
+ * that values down to 2^-29 of the row's largest stay normal f16 (11-bit
+ * mantissa); the caller scales the results by 2^-15. */
+constexpr float kHalfShift = 15.f;
+
+template <int BK, bool MASKED>
+__device__ __forceinline__ void tile_row_sums_half(const float (&s)[BK / 8][4], float c,
+                                                   const float (&row_max)[2], int col0, int n,
+                                                   float (&sum)[2], float (&top)[2])
+{
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        const float bias = kHalfShift - row_max[r];
+        __half2 best = __floats2half2_rn(0.f, 0.f);
+        float total = 0.f;
+#pragma unroll
+        for (int t = 0; t < BK / 8; t++) {
+            uint32_t bits = ex2_h2(fmaf(s[t][2 * r], c, bias), fmaf(s[t][2 * r + 1], c, bias));
+            if (MASKED) {
+                if (col0 + t * 8 >= n)
+                    bits &= 0xffff0000u;
+                if (col0 + t * 8 + 1 >= n)
+                    bits &= 0x0000ffffu;
+            }
+            __half2 h = *reinterpret_cast<__half2 *>(&bits);
+            float2 f = __half22float2(h);
+            total += f.x + f.y;
+            best = __hmax2(best, h);
+        }
+        float2 b2 = __half22float2(best);
+        sum[r] = total;
+        top[r] = fmaxf(b2.x, b2.y);
+    }
+}
 
 template <int D, int BQ, int BK, bool SPLIT>
 __global__ void __launch_bounds__(BQ * 2) tile_stats_kernel(TileArgs args)
@@ -267,7 +340,7 @@ __global__ void __launch_bounds__(BQ * 2) tile_stats_kernel(TileArgs args)
     extern __shared__ __align__(128) unsigned char smem[];
     __shared__ float red_sum[2][kWarps], red_max[2][kWarps];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int qblock = blockIdx.x, head = blockIdx.y, slot = blockIdx.z, n = args.n;
+    const int qblock = blockIdx.x, head = blockIdx.y, slot = blockIdx.z, n = args.n, nk = args.nk;
     const size_t head_off = (size_t)head * n * D;
     const __nv_bfloat16 *q = args.in.q + head_off, *k = args.in.k + head_off;
     const __nv_bfloat16 *q_lo = SPLIT ? args.in.q_lo + head_off : nullptr;
@@ -277,6 +350,10 @@ __global__ void __launch_bounds__(BQ * 2) tile_stats_kernel(TileArgs args)
     const uint32_t s_q = base, s_q_lo = base + kQTile;
     const uint32_t s_k = base + (SPLIT ? 2 : 1) * kQTile;
     const uint32_t k_stride = (SPLIT ? 2 : 1) * kKTile;
+    /* The row of tiles' sums and peaks, over the warps: written by thread 0
+     * one tile behind the others, read back at the end. */
+    float *acc_sum = reinterpret_cast<float *>(smem + (SPLIT ? 2 : 1) * (kQTile + 2 * kKTile));
+    float *acc_max = acc_sum + nk;
 
     load_rows<D, BQ, kThreads>(s_q, q, perm, qblock * BQ, n);
     if (SPLIT)
@@ -286,7 +363,8 @@ __global__ void __launch_bounds__(BQ * 2) tile_stats_kernel(TileArgs args)
         load_rows<D, BK, kThreads>(s_k + kKTile, k_lo, perm, 0, n);
     cp_async_commit();
 
-    /* This thread's two rows: their softmax statistics. */
+    /* This thread's two rows: their softmax statistics.  A row past the end
+     * gets max +inf and 1/l 0, so all its p are exactly 0. */
     float row_max[2], row_inv[2];
 #pragma unroll
     for (int r = 0; r < 2; r++) {
@@ -296,75 +374,87 @@ __global__ void __launch_bounds__(BQ * 2) tile_stats_kernel(TileArgs args)
             row_max[r] = __ldg(args.row_max + at);
             row_inv[r] = __ldg(args.row_inv + at);
         } else {
-            row_max[r] = 0.f;
-            row_inv[r] = 0.f; /* rows past the end add nothing */
+            row_max[r] = INFINITY;
+            row_inv[r] = 0.f;
         }
     }
-
-    const size_t tiles = (size_t)args.nq * args.nk;
-    float *mass = args.mass + ((size_t)head * args.n_slots + slot) * tiles + (size_t)qblock * args.nk;
-    float *peak = args.peak + ((size_t)head * args.n_slots + slot) * tiles + (size_t)qblock * args.nk;
     const float c = args.c;
 
-    for (int b = 0; b < args.nk; b++) {
-        if (b + 1 < args.nk) {
+    for (int b = 0; b < nk; b++) {
+        /* One barrier a step: after it, tile b is in shared memory for
+         * everyone and every warp is done with tile b-1, whose buffer the
+         * load of tile b+1 then reuses while tile b is computed. */
+        cp_async_wait<0>();
+        __syncthreads();
+        if (b + 1 < nk) {
             const uint32_t next = s_k + ((b + 1) & 1) * k_stride;
             load_rows<D, BK, kThreads>(next, k, perm, (b + 1) * BK, n);
             if (SPLIT)
                 load_rows<D, BK, kThreads>(next + kKTile, k_lo, perm, (b + 1) * BK, n);
             cp_async_commit();
-            cp_async_wait<1>();
-        } else {
-            cp_async_wait<0>();
         }
-        __syncthreads();
-        /* The previous tile's per-warp results, summed in warp order. */
         if (threadIdx.x == 0 && b > 0) {
             float sum = 0.f, top = 0.f;
-            for (int w = 0; w < kWarps; w++) {
+            for (int w = 0; w < kWarps; w++) { /* fixed order */
                 sum += red_sum[(b - 1) & 1][w];
                 top = fmaxf(top, red_max[(b - 1) & 1][w]);
             }
-            mass[b - 1] += sum;
-            peak[b - 1] += top;
+            acc_sum[b - 1] = sum;
+            acc_max[b - 1] = top;
         }
         const uint32_t cur = s_k + (b & 1) * k_stride;
         float s[BK / 8][4];
         warp_scores<D, BK, SPLIT>(s, s_q, s_q_lo, cur, cur + kKTile, warp, lane);
-        float sum = 0.f, top = 0.f;
-#pragma unroll
-        for (int t = 0; t < BK / 8; t++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const int col = b * BK + t * 8 + 2 * (lane & 3) + (e & 1);
-                const int r = e >> 1;
-                /* The same two roundings as the row pass, so the row's
-                 * largest element is exactly 2^0 * row_inv. */
-                const float p =
-                    col < n && row_inv[r] > 0.f ? ex2(s[t][e] * c - row_max[r]) * row_inv[r] : 0.f;
-                sum += p;
-                top = fmaxf(top, p);
-            }
+        float sum[2], top[2];
+        const int col0 = b * BK + 2 * (lane & 3);
+        if (args.half_exp) {
+            if ((b + 1) * BK <= n)
+                tile_row_sums_half<BK, false>(s, c, row_max, col0, n, sum, top);
+            else
+                tile_row_sums_half<BK, true>(s, c, row_max, col0, n, sum, top);
+        } else if ((b + 1) * BK <= n) {
+            tile_row_sums<BK, false>(s, c, row_max, col0, n, sum, top);
+        } else {
+            tile_row_sums<BK, true>(s, c, row_max, col0, n, sum, top);
+        }
+        if (args.half_exp) {
+            const float unshift = 1.f / 32768.f; /* 2^-kHalfShift */
+            sum[0] *= unshift;
+            sum[1] *= unshift;
+            top[0] *= unshift;
+            top[1] *= unshift;
+        }
+        float tile_sum = sum[0] * row_inv[0] + sum[1] * row_inv[1];
+        float tile_top = fmaxf(top[0] * row_inv[0], top[1] * row_inv[1]);
 #pragma unroll
         for (int off = 16; off > 0; off >>= 1) {
-            sum += __shfl_xor_sync(0xffffffffu, sum, off);
-            top = fmaxf(top, __shfl_xor_sync(0xffffffffu, top, off));
+            tile_sum += __shfl_xor_sync(0xffffffffu, tile_sum, off);
+            tile_top = fmaxf(tile_top, __shfl_xor_sync(0xffffffffu, tile_top, off));
         }
         if (lane == 0) {
-            red_sum[b & 1][warp] = sum;
-            red_max[b & 1][warp] = top;
+            red_sum[b & 1][warp] = tile_sum;
+            red_max[b & 1][warp] = tile_top;
         }
-        __syncthreads(); /* the next step's loads overwrite this buffer */
     }
+    __syncthreads();
     if (threadIdx.x == 0) {
-        const int b = args.nk;
         float sum = 0.f, top = 0.f;
         for (int w = 0; w < kWarps; w++) {
-            sum += red_sum[(b - 1) & 1][w];
-            top = fmaxf(top, red_max[(b - 1) & 1][w]);
+            sum += red_sum[(nk - 1) & 1][w];
+            top = fmaxf(top, red_max[(nk - 1) & 1][w]);
         }
-        mass[b - 1] += sum;
-        peak[b - 1] += top;
+        acc_sum[nk - 1] = sum;
+        acc_max[nk - 1] = top;
+    }
+    __syncthreads();
+    /* Add the row of tiles into the layer's sums, coalesced; each tile has
+     * one writer (this block), so no atomics. */
+    const size_t tiles = (size_t)args.nq * nk;
+    float *mass = args.mass + ((size_t)head * args.n_slots + slot) * tiles + (size_t)qblock * nk;
+    float *peak = args.peak + ((size_t)head * args.n_slots + slot) * tiles + (size_t)qblock * nk;
+    for (int b = threadIdx.x; b < nk; b += kThreads) {
+        mass[b] += acc_sum[b];
+        peak[b] += acc_max[b];
     }
 }
 
@@ -393,6 +483,8 @@ template <int D, bool SPLIT> size_t row_smem()
     return (size_t)(SPLIT ? 2 : 1) * 3 * kRowBlock * Tile<D>::kRowBytes;
 }
 
+/* Q, two K buffers (each twice with lo parts), then the row of tiles' sums
+ * and peaks. */
 template <int D, int BQ, int BK, bool SPLIT> size_t tile_smem()
 {
     return (size_t)(SPLIT ? 2 : 1) * (BQ + 2 * BK) * Tile<D>::kRowBytes;
@@ -405,9 +497,15 @@ struct Kernels {
     row_kernel_fn row;
     size_t row_smem;
     tile_kernel_fn tile;
-    size_t tile_smem;
+    size_t tile_smem; /* plus tile_row_smem(nk) */
     int tile_threads;
 };
+
+/* The tile kernel's row of per-tile sums and peaks. */
+size_t tile_row_smem(int nk)
+{
+    return 2 * sizeof(float) * (size_t)nk;
+}
 
 template <int D, int BQ, int BK, bool SPLIT> Kernels make_kernels()
 {
@@ -466,6 +564,7 @@ struct paro_cuda_ctx {
     size_t n_timing, cap_timing;
     double last_layer_ms;
     int set;                 /* input set of the next sample */
+    int half_exp;            /* PARO_CUDA_EXP=f16: exponentials in f16x2 (experiment) */
     size_t device_bytes;
 };
 
@@ -487,6 +586,11 @@ extern "C" int paro_cuda_supports(const paro_cuda_geometry *g, paro_errinfo *ei)
         paro_error(ei, PARO_ERR_USAGE, NULL, PARO_NO_OFFSET,
                    "the cuda kernels handle blocks of 64 or 128 tokens, not %ux%u", g->block_q,
                    g->block_k);
+        return 0;
+    }
+    if (g->nq > 2048 || g->nk > 2048) {
+        paro_error(ei, PARO_ERR_USAGE, NULL, PARO_NO_OFFSET,
+                   "the cuda kernels handle at most 2048 blocks per axis, not %ux%u", g->nq, g->nk);
         return 0;
     }
     if (g->n_tokens >= (1u << 30)) {
@@ -578,7 +682,7 @@ static paro_err open_ctx(paro_cuda_ctx *ctx, const paro_cuda_geometry *g, paro_e
         CUDA_TRY(ei, dev, cudaFuncSetAttribute(kn.row, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                (int)kn.row_smem));
         CUDA_TRY(ei, dev, cudaFuncSetAttribute(kn.tile, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                               (int)kn.tile_smem));
+                                               (int)(kn.tile_smem + tile_row_smem((int)g->nk))));
     }
     return PARO_OK;
 }
@@ -597,6 +701,8 @@ extern "C" paro_err paro_cuda_open(paro_cuda_ctx **out, int device, const paro_c
     ctx->g.perms = NULL;
     ctx->per_tensor = (size_t)g->heads * g->n_tokens * g->head_dim;
     ctx->tiles = (size_t)g->nq * g->nk;
+    const char *exp_mode = getenv("PARO_CUDA_EXP");
+    ctx->half_exp = exp_mode && !strcmp(exp_mode, "f16");
     paro_err rc = open_ctx(ctx, g, ei);
     if (rc) {
         paro_cuda_close(ctx);
@@ -724,9 +830,10 @@ extern "C" paro_err paro_cuda_submit(paro_cuda_ctx *ctx, uint32_t bucket, paro_e
 
     const size_t acc = (size_t)g->heads * g->n_slots * ctx->tiles;
     TileArgs ta = {in, n, (int)g->nq, (int)g->nk, (int)g->heads, (int)g->n_slots, c, ctx->perms,
-                   ctx->row_max, ctx->row_inv, ctx->mass + (size_t)bucket * acc, ctx->peak};
+                   ctx->row_max, ctx->row_inv, ctx->mass + (size_t)bucket * acc, ctx->peak,
+                   ctx->half_exp};
     dim3 tile_grid(g->nq, g->heads, g->n_slots);
-    kn.tile<<<tile_grid, kn.tile_threads, kn.tile_smem, ctx->compute>>>(ta);
+    kn.tile<<<tile_grid, kn.tile_threads, kn.tile_smem + tile_row_smem((int)g->nk), ctx->compute>>>(ta);
     CUDA_TRY(ei, dev, cudaGetLastError());
     CUDA_TRY(ei, dev, cudaEventRecord(end, ctx->compute));
     CUDA_TRY(ei, dev, cudaEventRecord(ctx->computed[set], ctx->compute));

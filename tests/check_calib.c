@@ -315,7 +315,8 @@ START_TEST(mask_density_keeps_text_then_largest)
     paro_tiling t;
     small_tiling(&t);
     uint8_t keep[16];
-    uint32_t scratch[16];
+    uint64_t scratch[4096]; /* >= paro_mask_scratch_bytes(16) */
+    ck_assert_uint_le(paro_mask_scratch_bytes(16), sizeof scratch);
     double density, recall;
     paro_mask_target tg = {PARO_TARGET_DENSITY, 0.5, 1};
     paro_build_mask(&t, small_mass, &tg, keep, &density, &recall, scratch);
@@ -343,7 +344,8 @@ START_TEST(mask_recall_and_threshold)
     paro_tiling t;
     small_tiling(&t);
     uint8_t keep[16];
-    uint32_t scratch[16];
+    uint64_t scratch[4096]; /* >= paro_mask_scratch_bytes(16) */
+    ck_assert_uint_le(paro_mask_scratch_bytes(16), sizeof scratch);
     double density, recall, total = 0;
     for (int i = 0; i < 16; i++)
         total += small_mass[i];
@@ -374,7 +376,8 @@ START_TEST(mask_every_query_block_keeps_a_tile)
     paro_tiling t;
     small_tiling(&t);
     uint8_t keep[16];
-    uint32_t scratch[16];
+    uint64_t scratch[4096]; /* >= paro_mask_scratch_bytes(16) */
+    ck_assert_uint_le(paro_mask_scratch_bytes(16), sizeof scratch);
     double density, recall;
     paro_mask_target tg = {PARO_TARGET_DENSITY, 0.0, 0};
     paro_build_mask(&t, small_mass, &tg, keep, &density, &recall, scratch);
@@ -411,7 +414,7 @@ static void planted_recovery(paro_dtype dtype, uint32_t grid0, uint32_t grid1, u
     const size_t per = (size_t)c.heads * t.n_tokens * c.head_dim, nt = paro_tiling_tiles(&t);
     float *q = malloc(per * sizeof *q), *k = malloc(per * sizeof *k);
     double *mass = malloc(t.n_slots * nt * sizeof *mass), *peak = malloc(t.n_slots * nt * sizeof *peak);
-    double *scratch2 = malloc(2 * nt * sizeof *scratch2);
+    void *scratch2 = malloc(paro_score_scratch_bytes(nt));
     void *scratch = malloc(paro_tile_stats_scratch_bytes(&t, c.head_dim));
     uint16_t *half = malloc(per * sizeof *half);
     int hits = 0, total = 0;

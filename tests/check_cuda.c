@@ -223,9 +223,9 @@ static void planted_parity(const uint32_t grid[3], uint32_t text, uint32_t heads
     for (uint32_t h = 0; h < heads; h++)
         gpu.count[h] = 1;
 
-    double *score_scratch = malloc(2 * nt * sizeof *score_scratch);
+    void *score_scratch = malloc(paro_score_scratch_bytes(nt));
     uint8_t *keep_cpu = malloc(nt), *keep_gpu = malloc(nt);
-    uint32_t *order_scratch = malloc(nt * sizeof *order_scratch);
+    void *order_scratch = malloc(paro_mask_scratch_bytes(nt));
     paro_mask_target target = {PARO_TARGET_DENSITY, 0.25, 1};
     size_t differing = 0, near_ties = 0;
     for (uint32_t h = 0; h < heads; h++) {

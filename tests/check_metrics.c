@@ -1,7 +1,7 @@
 /* paro tests — metrics/: the block-sparse, quant and combined scores. */
 #include <check.h> /* START_TEST, ck_assert_* */
 #include <math.h>  /* fabs */
-#include <stdlib.h>
+#include <stdlib.h> /* malloc, qsort */
 
 #include "metrics.h"
 #include "testutil.h"
@@ -10,7 +10,8 @@ START_TEST(sparse_all_mass_in_one_tile)
 {
     /* 10 tiles, one holds everything: recall 0.95 needs 0.95 of that tile,
      * i.e. 0.095 of the tiles; 0.905 can be skipped. */
-    double mass[10] = {0, 0, 0, 7, 0, 0, 0, 0, 0, 0}, scratch[10];
+    double mass[10] = {0, 0, 0, 7, 0, 0, 0, 0, 0, 0};
+    uint64_t scratch[4096];
     ck_assert_double_eq_tol(paro_metric_sparse(mass, 10, 0.95, scratch), 1.0 - 0.095, 1e-12);
 }
 END_TEST
@@ -18,7 +19,8 @@ END_TEST
 START_TEST(sparse_uniform_map)
 {
     /* Uniform: recall r needs exactly the fraction r of the tiles. */
-    double mass[8], scratch[8];
+    double mass[8];
+    uint64_t scratch[4096];
     for (int i = 0; i < 8; i++)
         mass[i] = 0.5;
     ck_assert_double_eq_tol(paro_metric_sparse(mass, 8, 0.95, scratch), 0.05, 1e-12);
@@ -30,7 +32,8 @@ START_TEST(sparse_interpolates_inside_the_crossing_tile)
 {
     /* Sorted masses 4, 3, 2, 1 (total 10).  Recall 0.8 = 8: the first two
      * hold 7, the third must give 1 of its 2, so 2.5 tiles of 4 are needed. */
-    double mass[4] = {2, 4, 1, 3}, scratch[4];
+    double mass[4] = {2, 4, 1, 3};
+    uint64_t scratch[4096];
     ck_assert_double_eq_tol(paro_metric_sparse(mass, 4, 0.8, scratch), 1.0 - 2.5 / 4, 1e-12);
     /* Exactly on a boundary: recall 0.7 is met by two whole tiles. */
     ck_assert_double_eq_tol(paro_metric_sparse(mass, 4, 0.7, scratch), 0.5, 1e-12);
@@ -43,7 +46,8 @@ END_TEST
 
 START_TEST(sparse_empty_map_scores_zero)
 {
-    double mass[3] = {0, 0, 0}, scratch[3];
+    double mass[3] = {0, 0, 0};
+    uint64_t scratch[4096];
     ck_assert_double_eq(paro_metric_sparse(mass, 3, 0.95, scratch), 0.0);
     ck_assert_double_eq(paro_metric_sparse(mass, 0, 0.95, scratch), 0.0);
 }
@@ -53,7 +57,8 @@ START_TEST(sparse_is_continuous_in_the_masses)
 {
     /* A tiny change of the masses moves the score a tiny amount (no jumps
      * from tile counting), which keeps CPU/GPU choices stable. */
-    double a[5] = {5, 3, 1, 0.6, 0.4}, b[5] = {5, 3, 1 + 1e-9, 0.6, 0.4 - 1e-9}, s[5];
+    double a[5] = {5, 3, 1, 0.6, 0.4}, b[5] = {5, 3, 1 + 1e-9, 0.6, 0.4 - 1e-9};
+    uint64_t s[4096];
     double da = paro_metric_sparse(a, 5, 0.9, s), db = paro_metric_sparse(b, 5, 0.9, s);
     ck_assert_double_le(fabs(da - db), 1e-8);
 }
@@ -149,10 +154,49 @@ START_TEST(margin_is_relative_lead)
 }
 END_TEST
 
+static const double *sort_values;
+
+static int by_value_desc_then_index(const void *a, const void *b)
+{
+    uint32_t i = *(const uint32_t *)a, j = *(const uint32_t *)b;
+    if (sort_values[i] != sort_values[j])
+        return sort_values[i] > sort_values[j] ? -1 : 1;
+    return (i > j) - (i < j);
+}
+
+START_TEST(sort_desc_matches_a_comparison_sort)
+{
+    /* Random masses with many ties and zeros, of sizes around the radix
+     * digit; the order must equal a comparison sort's, ties by index. */
+    static const size_t sizes[] = {0, 1, 2, 7, 100, 2047, 2048, 2049, 50000};
+    uint64_t rng = 3;
+    for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++) {
+        size_t n = sizes[si];
+        double *v = malloc((n + 1) * sizeof *v);
+        uint32_t *got = malloc((n + 1) * sizeof *got), *want = malloc((n + 1) * sizeof *want);
+        void *scratch = malloc(paro_sort_scratch_bytes(n));
+        for (size_t i = 0; i < n; i++) {
+            uint64_t r = tu_rand(&rng);
+            v[i] = r % 5 == 0 ? 0.0 : r % 7 == 0 ? 0.25 : tu_uniform(&rng) * 64.0;
+            want[i] = (uint32_t)i;
+        }
+        sort_values = v;
+        qsort(want, n, sizeof *want, by_value_desc_then_index);
+        paro_sort_desc(v, n, got, scratch);
+        ck_assert_mem_eq(got, want, n * sizeof *got);
+        free(v);
+        free(got);
+        free(want);
+        free(scratch);
+    }
+}
+END_TEST
+
 static Suite *metrics_suite(void)
 {
     Suite *s = suite_create("metrics");
     TCase *tc = tcase_create("scores");
+    tcase_add_test(tc, sort_desc_matches_a_comparison_sort);
     tcase_add_test(tc, sparse_all_mass_in_one_tile);
     tcase_add_test(tc, sparse_uniform_map);
     tcase_add_test(tc, sparse_interpolates_inside_the_crossing_tile);
