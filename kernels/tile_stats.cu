@@ -20,12 +20,11 @@
  * which keeps it within ~2^-16 relative of the f32 product.
  */
 #include <cuda_bf16.h>    /* __nv_bfloat16, __float2bfloat16_rn */
-#include <cuda_fp16.h>    /* __half2, __half22float2, __hmax2 */
 #include <cuda_runtime.h> /* cudaMalloc, streams, events */
 #include <math.h>         /* INFINITY */
 #include <stdint.h>       /* uint32_t */
-#include <stdlib.h>       /* calloc, free, getenv */
-#include <string.h>       /* memset, strcmp */
+#include <stdlib.h>       /* calloc, free */
+#include <string.h>       /* memset */
 
 #include "cuda_check.h"
 #include "kernels.h"
@@ -82,15 +81,6 @@ __device__ __forceinline__ float ex2(float x)
     return y;
 }
 
-/* 2^x of two values at once, in f16 (11-bit mantissa). */
-__device__ __forceinline__ uint32_t ex2_h2(float x_lo, float x_hi)
-{
-    uint32_t packed, out;
-    asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(packed) : "f"(x_hi), "f"(x_lo));
-    asm("ex2.approx.f16x2 %0, %1;" : "=r"(out) : "r"(packed));
-    return out;
-}
-
 /* ---- shared-memory tiles ------------------------------------------------- */
 
 /* A tile is ROWS rows of D bf16 (D*2 bytes), in 16-byte chunks whose order
@@ -125,45 +115,141 @@ __device__ __forceinline__ void load_rows(uint32_t smem, const __nv_bfloat16 *sr
     }
 }
 
-/* S for one warp: its 16 query rows against BK keys, accumulated in mma
- * layout: s[t][0..1] row lane/4, s[t][2..3] row lane/4 + 8, columns
- * t*8 + 2*(lane%4) + {0, 1}. */
-template <int D, int BK, bool SPLIT>
-__device__ __forceinline__ void warp_scores(float (&s)[BK / 8][4], uint32_t q, uint32_t q_lo,
-                                            uint32_t k, uint32_t k_lo, int warp, int lane)
+/* Each warp owns 32 query rows (two m16 tiles), so every K fragment read
+ * from shared memory feeds two mma: half the shared-memory traffic of 16
+ * rows per warp, which is what bounded the first version. */
+constexpr int kWarpRows = 32;
+constexpr int kKeyChunk = 64; /* keys whose scores a warp holds at once */
+
+/* The warp's query rows as mma A operands.  Kept in registers for the whole
+ * loop when they fit (bf16 inputs, d <= 64); otherwise read from shared
+ * memory at each use. */
+template <int D, bool SPLIT> struct QFrags {
+    static constexpr bool kInRegs = !SPLIT && D <= 64;
+    uint32_t a[kInRegs ? 2 : 1][kInRegs ? D / 16 : 1][4];
+
+    __device__ __forceinline__ void load(uint32_t s_q, int warp, int lane)
+    {
+        if constexpr (kInRegs) {
+#pragma unroll
+            for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+                for (int kk = 0; kk < D / 16; kk++)
+                    ldmatrix_x4(Tile<D>::at(s_q, warp * kWarpRows + mt * 16 + (lane & 15),
+                                            kk * 2 + (lane >> 4)),
+                                a[mt][kk]);
+        }
+    }
+
+    __device__ __forceinline__ void get(uint32_t s_q, int warp, int lane, int mt, int kk,
+                                        uint32_t (&out)[4]) const
+    {
+        if constexpr (kInRegs) {
+#pragma unroll
+            for (int i = 0; i < 4; i++)
+                out[i] = a[mt][kk][i];
+        } else {
+            ldmatrix_x4(Tile<D>::at(s_q, warp * kWarpRows + mt * 16 + (lane & 15),
+                                    kk * 2 + (lane >> 4)),
+                        out);
+        }
+    }
+};
+
+/* S for one warp: its 32 query rows against the 64 keys of the K tile that
+ * start at row key0, in mma layout: s[mt][t][2*h + e] is query row
+ * warp*32 + mt*16 + lane/4 + 8*h, key key0 + t*8 + 2*(lane%4) + e. */
+template <int D, bool SPLIT>
+__device__ __forceinline__ void warp_scores(float (&s)[2][kKeyChunk / 8][4],
+                                            const QFrags<D, SPLIT> &qf, uint32_t s_q,
+                                            uint32_t s_q_lo, uint32_t s_k, uint32_t s_k_lo,
+                                            int key0, int warp, int lane)
 {
 #pragma unroll
-    for (int t = 0; t < BK / 8; t++)
-        s[t][0] = s[t][1] = s[t][2] = s[t][3] = 0.f;
+    for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+        for (int t = 0; t < kKeyChunk / 8; t++)
+            s[mt][t][0] = s[mt][t][1] = s[mt][t][2] = s[mt][t][3] = 0.f;
 #pragma unroll
     for (int kk = 0; kk < D / 16; kk++) {
-        const int a_row = warp * 16 + (lane & 15), a_chunk = kk * 2 + (lane >> 4);
-        uint32_t a[4], a_lo[4];
-        ldmatrix_x4(Tile<D>::at(q, a_row, a_chunk), a);
-        if (SPLIT)
-            ldmatrix_x4(Tile<D>::at(q_lo, a_row, a_chunk), a_lo);
+        uint32_t a[2][4], a_lo[2][4];
 #pragma unroll
-        for (int np = 0; np < BK / 16; np++) {
-            const int b_row = np * 16 + (lane & 7) + ((lane >> 4) << 3);
+        for (int mt = 0; mt < 2; mt++) {
+            qf.get(s_q, warp, lane, mt, kk, a[mt]);
+            if (SPLIT)
+                ldmatrix_x4(Tile<D>::at(s_q_lo, warp * kWarpRows + mt * 16 + (lane & 15),
+                                        kk * 2 + (lane >> 4)),
+                            a_lo[mt]);
+        }
+#pragma unroll
+        for (int np = 0; np < kKeyChunk / 16; np++) {
+            const int b_row = key0 + np * 16 + (lane & 7) + ((lane >> 4) << 3);
             const int b_chunk = kk * 2 + ((lane >> 3) & 1);
-            uint32_t b[4];
-            ldmatrix_x4(Tile<D>::at(k, b_row, b_chunk), b);
-            mma_bf16(s[2 * np], a, b[0], b[1]);
-            mma_bf16(s[2 * np + 1], a, b[2], b[3]);
-            if (SPLIT) {
-                uint32_t b_lo[4];
-                ldmatrix_x4(Tile<D>::at(k_lo, b_row, b_chunk), b_lo);
-                mma_bf16(s[2 * np], a, b_lo[0], b_lo[1]);
-                mma_bf16(s[2 * np + 1], a, b_lo[2], b_lo[3]);
-                mma_bf16(s[2 * np], a_lo, b[0], b[1]);
-                mma_bf16(s[2 * np + 1], a_lo, b[2], b[3]);
+            uint32_t b[4], b_lo[4];
+            ldmatrix_x4(Tile<D>::at(s_k, b_row, b_chunk), b);
+            if (SPLIT)
+                ldmatrix_x4(Tile<D>::at(s_k_lo, b_row, b_chunk), b_lo);
+#pragma unroll
+            for (int mt = 0; mt < 2; mt++) {
+                mma_bf16(s[mt][2 * np], a[mt], b[0], b[1]);
+                mma_bf16(s[mt][2 * np + 1], a[mt], b[2], b[3]);
+                if (SPLIT) {
+                    mma_bf16(s[mt][2 * np], a[mt], b_lo[0], b_lo[1]);
+                    mma_bf16(s[mt][2 * np + 1], a[mt], b_lo[2], b_lo[3]);
+                    mma_bf16(s[mt][2 * np], a_lo[mt], b[0], b[1]);
+                    mma_bf16(s[mt][2 * np + 1], a_lo[mt], b[2], b[3]);
+                }
             }
         }
     }
 }
 
+/* Query row (within the block) of the thread's row slot r = 2*mt + h. */
+__device__ __forceinline__ int thread_row(int warp, int lane, int r)
+{
+    return warp * kWarpRows + (r >> 1) * 16 + (lane >> 2) + 8 * (r & 1);
+}
+
+/* Keys at or past n become -inf: only the last key tile has any. */
+__device__ __forceinline__ void mask_keys(float (&s)[2][kKeyChunk / 8][4], int key0, int lane,
+                                          int n)
+{
+    if (key0 + kKeyChunk <= n)
+        return;
+#pragma unroll
+    for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+        for (int t = 0; t < kKeyChunk / 8; t++)
+#pragma unroll
+            for (int e = 0; e < 4; e++)
+                if (key0 + t * 8 + 2 * (lane & 3) + (e & 1) >= n)
+                    s[mt][t][e] = -INFINITY;
+}
+
 struct HeadInputs {
     const __nv_bfloat16 *q, *k, *q_lo, *k_lo; /* [heads][n][D] */
+};
+
+/* Shared memory: Q (and Q lo), then two buffers of K (and K lo). */
+template <int D, int BQ, int BK, bool SPLIT> struct Smem {
+    static constexpr int kParts = SPLIT ? 2 : 1;
+    static constexpr int kQ = BQ * Tile<D>::kRowBytes, kK = BK * Tile<D>::kRowBytes;
+    static constexpr size_t kBytes = (size_t)kParts * (kQ + 2 * kK);
+    uint32_t q, q_lo, k0;
+    __device__ __forceinline__ explicit Smem(uint32_t base)
+        : q(base), q_lo(base + kQ), k0(base + kParts * kQ)
+    {
+    }
+    /* K buffer of tile b (and its lo part): arithmetic, not an array, so
+     * that a run-time index cannot put it in local memory. */
+    __device__ __forceinline__ uint32_t k(int b) const
+    {
+        return k0 + (uint32_t)(b & 1) * kParts * kK;
+    }
+    __device__ __forceinline__ uint32_t k_lo(int b) const
+    {
+        return k(b) + kK;
+    }
 };
 
 /* ---- pass 1: row statistics --------------------------------------------- */
@@ -177,10 +263,9 @@ struct RowArgs {
 };
 
 template <int D, bool SPLIT>
-__global__ void __launch_bounds__(128) row_stats_kernel(RowArgs args)
+__global__ void __launch_bounds__(kRowBlock) row_stats_kernel(RowArgs args)
 {
-    constexpr int BQ = kRowBlock, BK = kRowBlock, kThreads = 128;
-    constexpr int kTile = BK * Tile<D>::kRowBytes;
+    constexpr int BQ = kRowBlock, BK = kKeyChunk, kThreads = kRowBlock;
     extern __shared__ __align__(128) unsigned char smem[];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int head = blockIdx.y, pos0 = blockIdx.x * BQ, n = args.n;
@@ -188,69 +273,71 @@ __global__ void __launch_bounds__(128) row_stats_kernel(RowArgs args)
     const __nv_bfloat16 *q = args.in.q + head_off, *k = args.in.k + head_off;
     const __nv_bfloat16 *q_lo = SPLIT ? args.in.q_lo + head_off : nullptr;
     const __nv_bfloat16 *k_lo = SPLIT ? args.in.k_lo + head_off : nullptr;
-    const uint32_t base = smem_addr(smem);
-    /* Layout: Q, Q_lo, then two buffers of (K, K_lo). */
-    const uint32_t s_q = base, s_q_lo = base + kTile;
-    const uint32_t s_k = base + (SPLIT ? 2 : 1) * kTile;
-    const uint32_t k_stride = (SPLIT ? 2 : 1) * kTile;
+    const Smem<D, BQ, BK, SPLIT> sm(smem_addr(smem));
 
-    load_rows<D, BQ, kThreads>(s_q, q, nullptr, pos0, n);
+    load_rows<D, BQ, kThreads>(sm.q, q, nullptr, pos0, n);
     if (SPLIT)
-        load_rows<D, BQ, kThreads>(s_q_lo, q_lo, nullptr, pos0, n);
-    load_rows<D, BK, kThreads>(s_k, k, nullptr, 0, n);
+        load_rows<D, BQ, kThreads>(sm.q_lo, q_lo, nullptr, pos0, n);
+    load_rows<D, BK, kThreads>(sm.k(0), k, nullptr, 0, n);
     if (SPLIT)
-        load_rows<D, BK, kThreads>(s_k + kTile, k_lo, nullptr, 0, n);
+        load_rows<D, BK, kThreads>(sm.k_lo(0), k_lo, nullptr, 0, n);
     cp_async_commit();
+    cp_async_wait<0>();
+    __syncthreads();
+    QFrags<D, SPLIT> qf;
+    qf.load(sm.q, warp, lane);
 
     const float c = args.c;
-    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
+    float m[4], l[4];
+#pragma unroll
+    for (int r = 0; r < 4; r++) {
+        m[r] = -INFINITY;
+        l[r] = 0.f;
+    }
     const int n_tiles = (n + BK - 1) / BK;
     for (int b = 0; b < n_tiles; b++) {
-        cp_async_wait<0>();
-        __syncthreads(); /* tile b visible; every warp done with tile b-1 */
+        /* One barrier a step: after it, tile b is in shared memory for
+         * everyone and every warp is done with tile b-1, whose buffer the
+         * load of tile b+1 then reuses while tile b is computed. */
+        if (b > 0) {
+            cp_async_wait<0>();
+            __syncthreads();
+        }
         if (b + 1 < n_tiles) {
-            const uint32_t next = s_k + ((b + 1) & 1) * k_stride;
-            load_rows<D, BK, kThreads>(next, k, nullptr, (b + 1) * BK, n);
+            load_rows<D, BK, kThreads>(sm.k(b + 1), k, nullptr, (b + 1) * BK, n);
             if (SPLIT)
-                load_rows<D, BK, kThreads>(next + kTile, k_lo, nullptr, (b + 1) * BK, n);
+                load_rows<D, BK, kThreads>(sm.k_lo(b + 1), k_lo, nullptr, (b + 1) * BK, n);
             cp_async_commit();
         }
-        const uint32_t cur = s_k + (b & 1) * k_stride;
-        float s[BK / 8][4];
-        warp_scores<D, BK, SPLIT>(s, s_q, s_q_lo, cur, cur + kTile, warp, lane);
-        if ((b + 1) * BK > n) {
+        float s[2][kKeyChunk / 8][4];
+        warp_scores<D, SPLIT>(s, qf, sm.q, sm.q_lo, sm.k(b), sm.k_lo(b), 0, warp, lane);
+        mask_keys(s, b * BK, lane, n);
 #pragma unroll
-            for (int t = 0; t < BK / 8; t++)
-#pragma unroll
-                for (int e = 0; e < 4; e++)
-                    if (b * BK + t * 8 + 2 * (lane & 3) + (e & 1) >= n)
-                        s[t][e] = -INFINITY;
-        }
-#pragma unroll
-        for (int r = 0; r < 2; r++) {
+        for (int r = 0; r < 4; r++) {
+            const int mt = r >> 1, h = r & 1;
             float top = -INFINITY;
 #pragma unroll
-            for (int t = 0; t < BK / 8; t++)
-                top = fmaxf(top, fmaxf(s[t][2 * r], s[t][2 * r + 1]));
+            for (int t = 0; t < kKeyChunk / 8; t++)
+                top = fmaxf(top, fmaxf(s[mt][t][2 * h], s[mt][t][2 * h + 1]));
             top = fmaxf(top, __shfl_xor_sync(0xffffffffu, top, 1));
             top = fmaxf(top, __shfl_xor_sync(0xffffffffu, top, 2));
             /* c > 0, so the largest s gives the largest s * c */
             const float m_new = fmaxf(m[r], top * c);
             float sum = 0.f;
 #pragma unroll
-            for (int t = 0; t < BK / 8; t++)
+            for (int t = 0; t < kKeyChunk / 8; t++)
 #pragma unroll
                 for (int e = 0; e < 2; e++)
-                    sum += ex2(fmaf(s[t][2 * r + e], c, -m_new));
+                    sum += ex2(fmaf(s[mt][t][2 * h + e], c, -m_new));
             l[r] = l[r] * ex2(m[r] - m_new) + sum;
             m[r] = m_new;
         }
     }
 #pragma unroll
-    for (int r = 0; r < 2; r++) {
+    for (int r = 0; r < 4; r++) {
         l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
         l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
-        const int pos = pos0 + warp * 16 + (lane >> 2) + 8 * r;
+        const int pos = pos0 + thread_row(warp, lane, r);
         if ((lane & 3) == 0 && pos < n) {
             args.row_max[(size_t)head * n + pos] = m[r];
             args.row_inv[(size_t)head * n + pos] = 1.f / l[r];
@@ -268,75 +355,12 @@ struct TileArgs {
     const float *row_max, *row_inv;
     float *mass;               /* [heads][n_slots][nq*nk] of the sample's bucket */
     float *peak;               /* [heads][n_slots][nq*nk] */
-    int half_exp;              /* exponentials in f16x2 (row_inv then carries 2^-15) */
 };
 
-/* Adds 2^x of the thread's elements in row r of one key tile into sum[r]
- * and max[r], unnormalised (the row's 1/l is applied once per tile).
- * MASKED: columns at or past n count as zero (only the last key tile). */
-template <int BK, bool MASKED>
-__device__ __forceinline__ void tile_row_sums(const float (&s)[BK / 8][4], float c,
-                                              const float (&row_max)[2], int col0, int n,
-                                              float (&sum)[2], float (&top)[2])
-{
-#pragma unroll
-    for (int r = 0; r < 2; r++) {
-        sum[r] = 0.f;
-        top[r] = 0.f;
-    }
-#pragma unroll
-    for (int t = 0; t < BK / 8; t++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) {
-            const int r = e >> 1;
-            float p = ex2(fmaf(s[t][e], c, -row_max[r]));
-            if (MASKED && col0 + t * 8 + (e & 1) >= n)
-                p = 0.f;
-            sum[r] += p;
-            top[r] = fmaxf(top[r], p);
-        }
-}
-
-/* The same with two exponentials per instruction in f16, shifted by 2^15 so
- * that values down to 2^-29 of the row's largest stay normal f16 (11-bit
- * mantissa); the caller scales the results by 2^-15. */
-constexpr float kHalfShift = 15.f;
-
-template <int BK, bool MASKED>
-__device__ __forceinline__ void tile_row_sums_half(const float (&s)[BK / 8][4], float c,
-                                                   const float (&row_max)[2], int col0, int n,
-                                                   float (&sum)[2], float (&top)[2])
-{
-#pragma unroll
-    for (int r = 0; r < 2; r++) {
-        const float bias = kHalfShift - row_max[r];
-        __half2 best = __floats2half2_rn(0.f, 0.f);
-        float total = 0.f;
-#pragma unroll
-        for (int t = 0; t < BK / 8; t++) {
-            uint32_t bits = ex2_h2(fmaf(s[t][2 * r], c, bias), fmaf(s[t][2 * r + 1], c, bias));
-            if (MASKED) {
-                if (col0 + t * 8 >= n)
-                    bits &= 0xffff0000u;
-                if (col0 + t * 8 + 1 >= n)
-                    bits &= 0x0000ffffu;
-            }
-            __half2 h = *reinterpret_cast<__half2 *>(&bits);
-            float2 f = __half22float2(h);
-            total += f.x + f.y;
-            best = __hmax2(best, h);
-        }
-        float2 b2 = __half22float2(best);
-        sum[r] = total;
-        top[r] = fmaxf(b2.x, b2.y);
-    }
-}
-
 template <int D, int BQ, int BK, bool SPLIT>
-__global__ void __launch_bounds__(BQ * 2) tile_stats_kernel(TileArgs args)
+__global__ void __launch_bounds__(BQ) tile_stats_kernel(TileArgs args)
 {
-    constexpr int kWarps = BQ / 16, kThreads = kWarps * 32;
-    constexpr int kQTile = BQ * Tile<D>::kRowBytes, kKTile = BK * Tile<D>::kRowBytes;
+    constexpr int kWarps = BQ / kWarpRows, kThreads = BQ;
     extern __shared__ __align__(128) unsigned char smem[];
     __shared__ float red_sum[2][kWarps], red_max[2][kWarps];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -346,29 +370,26 @@ __global__ void __launch_bounds__(BQ * 2) tile_stats_kernel(TileArgs args)
     const __nv_bfloat16 *q_lo = SPLIT ? args.in.q_lo + head_off : nullptr;
     const __nv_bfloat16 *k_lo = SPLIT ? args.in.k_lo + head_off : nullptr;
     const uint32_t *perm = args.perms + (size_t)slot * n;
-    const uint32_t base = smem_addr(smem);
-    const uint32_t s_q = base, s_q_lo = base + kQTile;
-    const uint32_t s_k = base + (SPLIT ? 2 : 1) * kQTile;
-    const uint32_t k_stride = (SPLIT ? 2 : 1) * kKTile;
-    /* The row of tiles' sums and peaks, over the warps: written by thread 0
-     * one tile behind the others, read back at the end. */
-    float *acc_sum = reinterpret_cast<float *>(smem + (SPLIT ? 2 : 1) * (kQTile + 2 * kKTile));
+    const Smem<D, BQ, BK, SPLIT> sm(smem_addr(smem));
+    /* The row of tiles' sums and peaks over the warps: written by thread 0
+     * one tile behind the others, added to the layer's sums at the end. */
+    float *acc_sum = reinterpret_cast<float *>(smem + Smem<D, BQ, BK, SPLIT>::kBytes);
     float *acc_max = acc_sum + nk;
 
-    load_rows<D, BQ, kThreads>(s_q, q, perm, qblock * BQ, n);
+    load_rows<D, BQ, kThreads>(sm.q, q, perm, qblock * BQ, n);
     if (SPLIT)
-        load_rows<D, BQ, kThreads>(s_q_lo, q_lo, perm, qblock * BQ, n);
-    load_rows<D, BK, kThreads>(s_k, k, perm, 0, n);
+        load_rows<D, BQ, kThreads>(sm.q_lo, q_lo, perm, qblock * BQ, n);
+    load_rows<D, BK, kThreads>(sm.k(0), k, perm, 0, n);
     if (SPLIT)
-        load_rows<D, BK, kThreads>(s_k + kKTile, k_lo, perm, 0, n);
+        load_rows<D, BK, kThreads>(sm.k_lo(0), k_lo, perm, 0, n);
     cp_async_commit();
 
-    /* This thread's two rows: their softmax statistics.  A row past the end
+    /* This thread's four rows: their softmax statistics.  A row past the end
      * gets max +inf and 1/l 0, so all its p are exactly 0. */
-    float row_max[2], row_inv[2];
+    float row_max[4], row_inv[4];
 #pragma unroll
-    for (int r = 0; r < 2; r++) {
-        const int pos = qblock * BQ + warp * 16 + (lane >> 2) + 8 * r;
+    for (int r = 0; r < 4; r++) {
+        const int pos = qblock * BQ + thread_row(warp, lane, r);
         if (pos < n) {
             const size_t at = (size_t)head * n + __ldg(perm + pos);
             row_max[r] = __ldg(args.row_max + at);
@@ -378,19 +399,21 @@ __global__ void __launch_bounds__(BQ * 2) tile_stats_kernel(TileArgs args)
             row_inv[r] = 0.f;
         }
     }
+    cp_async_wait<0>();
+    __syncthreads();
+    QFrags<D, SPLIT> qf;
+    qf.load(sm.q, warp, lane);
     const float c = args.c;
 
     for (int b = 0; b < nk; b++) {
-        /* One barrier a step: after it, tile b is in shared memory for
-         * everyone and every warp is done with tile b-1, whose buffer the
-         * load of tile b+1 then reuses while tile b is computed. */
-        cp_async_wait<0>();
-        __syncthreads();
+        if (b > 0) {
+            cp_async_wait<0>();
+            __syncthreads(); /* as in row_stats_kernel: one barrier a step */
+        }
         if (b + 1 < nk) {
-            const uint32_t next = s_k + ((b + 1) & 1) * k_stride;
-            load_rows<D, BK, kThreads>(next, k, perm, (b + 1) * BK, n);
+            load_rows<D, BK, kThreads>(sm.k(b + 1), k, perm, (b + 1) * BK, n);
             if (SPLIT)
-                load_rows<D, BK, kThreads>(next + kKTile, k_lo, perm, (b + 1) * BK, n);
+                load_rows<D, BK, kThreads>(sm.k_lo(b + 1), k_lo, perm, (b + 1) * BK, n);
             cp_async_commit();
         }
         if (threadIdx.x == 0 && b > 0) {
@@ -402,30 +425,32 @@ __global__ void __launch_bounds__(BQ * 2) tile_stats_kernel(TileArgs args)
             acc_sum[b - 1] = sum;
             acc_max[b - 1] = top;
         }
-        const uint32_t cur = s_k + (b & 1) * k_stride;
-        float s[BK / 8][4];
-        warp_scores<D, BK, SPLIT>(s, s_q, s_q_lo, cur, cur + kKTile, warp, lane);
-        float sum[2], top[2];
-        const int col0 = b * BK + 2 * (lane & 3);
-        if (args.half_exp) {
-            if ((b + 1) * BK <= n)
-                tile_row_sums_half<BK, false>(s, c, row_max, col0, n, sum, top);
-            else
-                tile_row_sums_half<BK, true>(s, c, row_max, col0, n, sum, top);
-        } else if ((b + 1) * BK <= n) {
-            tile_row_sums<BK, false>(s, c, row_max, col0, n, sum, top);
-        } else {
-            tile_row_sums<BK, true>(s, c, row_max, col0, n, sum, top);
+        /* Row sums and maxima of 2^(s c - max), unnormalised: the row's 1/l
+         * is applied once per tile. */
+        float sum[4] = {0.f, 0.f, 0.f, 0.f}, top[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+        for (int key0 = 0; key0 < BK; key0 += kKeyChunk) {
+            float s[2][kKeyChunk / 8][4];
+            warp_scores<D, SPLIT>(s, qf, sm.q, sm.q_lo, sm.k(b), sm.k_lo(b), key0, warp,
+                                  lane);
+            mask_keys(s, b * BK + key0, lane, n);
+#pragma unroll
+            for (int r = 0; r < 4; r++)
+#pragma unroll
+                for (int t = 0; t < kKeyChunk / 8; t++)
+#pragma unroll
+                    for (int e = 0; e < 2; e++) {
+                        const float p = ex2(fmaf(s[r >> 1][t][2 * (r & 1) + e], c, -row_max[r]));
+                        sum[r] += p;
+                        top[r] = fmaxf(top[r], p);
+                    }
         }
-        if (args.half_exp) {
-            const float unshift = 1.f / 32768.f; /* 2^-kHalfShift */
-            sum[0] *= unshift;
-            sum[1] *= unshift;
-            top[0] *= unshift;
-            top[1] *= unshift;
+        float tile_sum = 0.f, tile_top = 0.f;
+#pragma unroll
+        for (int r = 0; r < 4; r++) {
+            tile_sum += sum[r] * row_inv[r];
+            tile_top = fmaxf(tile_top, top[r] * row_inv[r]);
         }
-        float tile_sum = sum[0] * row_inv[0] + sum[1] * row_inv[1];
-        float tile_top = fmaxf(top[0] * row_inv[0], top[1] * row_inv[1]);
 #pragma unroll
         for (int off = 16; off > 0; off >>= 1) {
             tile_sum += __shfl_xor_sync(0xffffffffu, tile_sum, off);
@@ -480,14 +505,14 @@ __global__ void split_kernel(const float *x, __nv_bfloat16 *hi, __nv_bfloat16 *l
 
 template <int D, bool SPLIT> size_t row_smem()
 {
-    return (size_t)(SPLIT ? 2 : 1) * 3 * kRowBlock * Tile<D>::kRowBytes;
+    return Smem<D, kRowBlock, kKeyChunk, SPLIT>::kBytes;
 }
 
 /* Q, two K buffers (each twice with lo parts), then the row of tiles' sums
  * and peaks. */
 template <int D, int BQ, int BK, bool SPLIT> size_t tile_smem()
 {
-    return (size_t)(SPLIT ? 2 : 1) * (BQ + 2 * BK) * Tile<D>::kRowBytes;
+    return Smem<D, BQ, BK, SPLIT>::kBytes;
 }
 
 typedef void (*row_kernel_fn)(RowArgs);
@@ -510,7 +535,7 @@ size_t tile_row_smem(int nk)
 template <int D, int BQ, int BK, bool SPLIT> Kernels make_kernels()
 {
     return {row_stats_kernel<D, SPLIT>, row_smem<D, SPLIT>(), tile_stats_kernel<D, BQ, BK, SPLIT>,
-            tile_smem<D, BQ, BK, SPLIT>(), BQ * 2};
+            tile_smem<D, BQ, BK, SPLIT>(), BQ};
 }
 
 template <int D, int BQ, int BK> Kernels pick_split(bool split)
@@ -564,7 +589,6 @@ struct paro_cuda_ctx {
     size_t n_timing, cap_timing;
     double last_layer_ms;
     int set;                 /* input set of the next sample */
-    int half_exp;            /* PARO_CUDA_EXP=f16: exponentials in f16x2 (experiment) */
     size_t device_bytes;
 };
 
@@ -701,8 +725,6 @@ extern "C" paro_err paro_cuda_open(paro_cuda_ctx **out, int device, const paro_c
     ctx->g.perms = NULL;
     ctx->per_tensor = (size_t)g->heads * g->n_tokens * g->head_dim;
     ctx->tiles = (size_t)g->nq * g->nk;
-    const char *exp_mode = getenv("PARO_CUDA_EXP");
-    ctx->half_exp = exp_mode && !strcmp(exp_mode, "f16");
     paro_err rc = open_ctx(ctx, g, ei);
     if (rc) {
         paro_cuda_close(ctx);
@@ -825,13 +847,12 @@ extern "C" paro_err paro_cuda_submit(paro_cuda_ctx *ctx, uint32_t bucket, paro_e
 
     RowArgs ra = {in, n, c, ctx->row_max, ctx->row_inv};
     dim3 row_grid((unsigned)((n + kRowBlock - 1) / kRowBlock), g->heads);
-    kn.row<<<row_grid, 128, kn.row_smem, ctx->compute>>>(ra);
+    kn.row<<<row_grid, kRowBlock, kn.row_smem, ctx->compute>>>(ra);
     CUDA_TRY(ei, dev, cudaGetLastError());
 
     const size_t acc = (size_t)g->heads * g->n_slots * ctx->tiles;
     TileArgs ta = {in, n, (int)g->nq, (int)g->nk, (int)g->heads, (int)g->n_slots, c, ctx->perms,
-                   ctx->row_max, ctx->row_inv, ctx->mass + (size_t)bucket * acc, ctx->peak,
-                   ctx->half_exp};
+                   ctx->row_max, ctx->row_inv, ctx->mass + (size_t)bucket * acc, ctx->peak};
     dim3 tile_grid(g->nq, g->heads, g->n_slots);
     kn.tile<<<tile_grid, kn.tile_threads, kn.tile_smem + tile_row_smem((int)g->nk), ctx->compute>>>(ta);
     CUDA_TRY(ei, dev, cudaGetLastError());
