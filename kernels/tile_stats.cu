@@ -31,7 +31,7 @@
 
 namespace {
 
-constexpr int kRowBlock = 64; /* rows and keys per step of the row-statistics pass */
+constexpr int kRowKeys = 64; /* keys per step of the row-statistics pass */
 constexpr size_t kChunkFloats = size_t(8) << 20; /* f32 upload staging: 32 MiB */
 
 /* ---- PTX helpers ---------------------------------------------------- */
@@ -100,18 +100,28 @@ template <int D> struct Tile {
 };
 
 /* Loads ROWS rows starting at sequence position pos0 (row r holds token
- * perm[pos0 + r], or pos0 + r when perm is null); positions >= n read as 0. */
+ * perm[pos0 + r], or pos0 + r when perm is null); positions >= n read as 0.
+ * Threads split rows rather than chunks, so each looks up one token and
+ * computes one address and swizzle per row, not per 16 bytes. */
 template <int D, int ROWS, int THREADS>
 __device__ __forceinline__ void load_rows(uint32_t smem, const __nv_bfloat16 *src,
                                           const uint32_t *perm, int pos0, int n)
 {
     constexpr int kChunks = Tile<D>::kChunks;
-    for (int c = threadIdx.x; c < ROWS * kChunks; c += THREADS) {
-        const int row = c / kChunks, chunk = c % kChunks, pos = pos0 + row;
+    constexpr int kPerRow = THREADS >= ROWS ? THREADS / ROWS : 1; /* threads per row */
+    constexpr int kRowStep = THREADS / kPerRow;
+    constexpr int kMine = kChunks / kPerRow;                      /* chunks per thread */
+    static_assert(kChunks % kPerRow == 0, "threads per row must divide the chunks");
+    const int first = (threadIdx.x % kPerRow) * kMine;
+#pragma unroll
+    for (int row = threadIdx.x / kPerRow; row < ROWS; row += kRowStep) {
+        const int pos = pos0 + row;
         const bool valid = pos < n;
         const int token = valid ? (perm ? (int)__ldg(perm + pos) : pos) : 0;
-        cp_async16(Tile<D>::at(smem, row, chunk), src + (size_t)token * D + chunk * 8,
-                   valid ? 16 : 0);
+        const __nv_bfloat16 *from = src + (size_t)token * D;
+#pragma unroll
+        for (int i = 0; i < kMine; i++)
+            cp_async16(Tile<D>::at(smem, row, first + i), from + (first + i) * 8, valid ? 16 : 0);
     }
 }
 
@@ -119,7 +129,10 @@ __device__ __forceinline__ void load_rows(uint32_t smem, const __nv_bfloat16 *sr
  * from shared memory feeds two mma: half the shared-memory traffic of 16
  * rows per warp, which is what bounded the first version. */
 constexpr int kWarpRows = 32;
-constexpr int kKeyChunk = 64; /* keys whose scores a warp holds at once */
+constexpr int kCtaRows = 128; /* query rows per thread block: four warps */
+/* Keys whose scores a warp holds at once in the tile pass: 32 keys x 32
+ * rows is 32 registers, so four blocks fit per SM without spills. */
+constexpr int kKeyChunk = 32;
 
 /* The warp's query rows as mma A operands.  Kept in registers for the whole
  * loop when they fit (bf16 inputs, d <= 64); otherwise read from shared
@@ -156,11 +169,11 @@ template <int D, bool SPLIT> struct QFrags {
     }
 };
 
-/* S for one warp: its 32 query rows against the 64 keys of the K tile that
+/* S for one warp: its 32 query rows against the KEYS keys of the K tile that
  * start at row key0, in mma layout: s[mt][t][2*h + e] is query row
  * warp*32 + mt*16 + lane/4 + 8*h, key key0 + t*8 + 2*(lane%4) + e. */
-template <int D, bool SPLIT>
-__device__ __forceinline__ void warp_scores(float (&s)[2][kKeyChunk / 8][4],
+template <int D, bool SPLIT, int KEYS>
+__device__ __forceinline__ void warp_scores(float (&s)[2][KEYS / 8][4],
                                             const QFrags<D, SPLIT> &qf, uint32_t s_q,
                                             uint32_t s_q_lo, uint32_t s_k, uint32_t s_k_lo,
                                             int key0, int warp, int lane)
@@ -168,7 +181,7 @@ __device__ __forceinline__ void warp_scores(float (&s)[2][kKeyChunk / 8][4],
 #pragma unroll
     for (int mt = 0; mt < 2; mt++)
 #pragma unroll
-        for (int t = 0; t < kKeyChunk / 8; t++)
+        for (int t = 0; t < KEYS / 8; t++)
             s[mt][t][0] = s[mt][t][1] = s[mt][t][2] = s[mt][t][3] = 0.f;
 #pragma unroll
     for (int kk = 0; kk < D / 16; kk++) {
@@ -182,7 +195,7 @@ __device__ __forceinline__ void warp_scores(float (&s)[2][kKeyChunk / 8][4],
                             a_lo[mt]);
         }
 #pragma unroll
-        for (int np = 0; np < kKeyChunk / 16; np++) {
+        for (int np = 0; np < KEYS / 16; np++) {
             const int b_row = key0 + np * 16 + (lane & 7) + ((lane >> 4) << 3);
             const int b_chunk = kk * 2 + ((lane >> 3) & 1);
             uint32_t b[4], b_lo[4];
@@ -211,15 +224,15 @@ __device__ __forceinline__ int thread_row(int warp, int lane, int r)
 }
 
 /* Keys at or past n become -inf: only the last key tile has any. */
-__device__ __forceinline__ void mask_keys(float (&s)[2][kKeyChunk / 8][4], int key0, int lane,
-                                          int n)
+template <int KEYS>
+__device__ __forceinline__ void mask_keys(float (&s)[2][KEYS / 8][4], int key0, int lane, int n)
 {
-    if (key0 + kKeyChunk <= n)
+    if (key0 + KEYS <= n)
         return;
 #pragma unroll
     for (int mt = 0; mt < 2; mt++)
 #pragma unroll
-        for (int t = 0; t < kKeyChunk / 8; t++)
+        for (int t = 0; t < KEYS / 8; t++)
 #pragma unroll
             for (int e = 0; e < 4; e++)
                 if (key0 + t * 8 + 2 * (lane & 3) + (e & 1) >= n)
@@ -263,9 +276,9 @@ struct RowArgs {
 };
 
 template <int D, bool SPLIT>
-__global__ void __launch_bounds__(kRowBlock) row_stats_kernel(RowArgs args)
+__global__ void __launch_bounds__(kCtaRows) row_stats_kernel(RowArgs args)
 {
-    constexpr int BQ = kRowBlock, BK = kKeyChunk, kThreads = kRowBlock;
+    constexpr int BQ = kCtaRows, BK = kRowKeys, kThreads = kCtaRows;
     extern __shared__ __align__(128) unsigned char smem[];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int head = blockIdx.y, pos0 = blockIdx.x * BQ, n = args.n;
@@ -309,15 +322,15 @@ __global__ void __launch_bounds__(kRowBlock) row_stats_kernel(RowArgs args)
                 load_rows<D, BK, kThreads>(sm.k_lo(b + 1), k_lo, nullptr, (b + 1) * BK, n);
             cp_async_commit();
         }
-        float s[2][kKeyChunk / 8][4];
-        warp_scores<D, SPLIT>(s, qf, sm.q, sm.q_lo, sm.k(b), sm.k_lo(b), 0, warp, lane);
-        mask_keys(s, b * BK, lane, n);
+        float s[2][BK / 8][4];
+        warp_scores<D, SPLIT, BK>(s, qf, sm.q, sm.q_lo, sm.k(b), sm.k_lo(b), 0, warp, lane);
+        mask_keys<BK>(s, b * BK, lane, n);
 #pragma unroll
         for (int r = 0; r < 4; r++) {
             const int mt = r >> 1, h = r & 1;
             float top = -INFINITY;
 #pragma unroll
-            for (int t = 0; t < kKeyChunk / 8; t++)
+            for (int t = 0; t < BK / 8; t++)
                 top = fmaxf(top, fmaxf(s[mt][t][2 * h], s[mt][t][2 * h + 1]));
             top = fmaxf(top, __shfl_xor_sync(0xffffffffu, top, 1));
             top = fmaxf(top, __shfl_xor_sync(0xffffffffu, top, 2));
@@ -325,7 +338,7 @@ __global__ void __launch_bounds__(kRowBlock) row_stats_kernel(RowArgs args)
             const float m_new = fmaxf(m[r], top * c);
             float sum = 0.f;
 #pragma unroll
-            for (int t = 0; t < kKeyChunk / 8; t++)
+            for (int t = 0; t < BK / 8; t++)
 #pragma unroll
                 for (int e = 0; e < 2; e++)
                     sum += ex2(fmaf(s[mt][t][2 * h + e], c, -m_new));
@@ -357,28 +370,33 @@ struct TileArgs {
     float *peak;               /* [heads][n_slots][nq*nk] */
 };
 
+/* One block takes kCtaRows query rows: 128 / BQ query blocks of the order,
+ * so the gathered K tiles are shared by four warps whatever the block size. */
 template <int D, int BQ, int BK, bool SPLIT>
-__global__ void __launch_bounds__(BQ) tile_stats_kernel(TileArgs args)
+__global__ void __launch_bounds__(kCtaRows, 4) tile_stats_kernel(TileArgs args)
 {
-    constexpr int kWarps = BQ / kWarpRows, kThreads = BQ;
+    constexpr int kWarps = kCtaRows / kWarpRows, kThreads = kCtaRows;
+    constexpr int kBlocks = kCtaRows / BQ;          /* query blocks per thread block */
+    constexpr int kWarpsPerBlock = BQ / kWarpRows;
     extern __shared__ __align__(128) unsigned char smem[];
     __shared__ float red_sum[2][kWarps], red_max[2][kWarps];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int qblock = blockIdx.x, head = blockIdx.y, slot = blockIdx.z, n = args.n, nk = args.nk;
+    const int qblock0 = blockIdx.x * kBlocks, head = blockIdx.y, slot = blockIdx.z;
+    const int n = args.n, nk = args.nk;
     const size_t head_off = (size_t)head * n * D;
     const __nv_bfloat16 *q = args.in.q + head_off, *k = args.in.k + head_off;
     const __nv_bfloat16 *q_lo = SPLIT ? args.in.q_lo + head_off : nullptr;
     const __nv_bfloat16 *k_lo = SPLIT ? args.in.k_lo + head_off : nullptr;
     const uint32_t *perm = args.perms + (size_t)slot * n;
-    const Smem<D, BQ, BK, SPLIT> sm(smem_addr(smem));
-    /* The row of tiles' sums and peaks over the warps: written by thread 0
-     * one tile behind the others, added to the layer's sums at the end. */
-    float *acc_sum = reinterpret_cast<float *>(smem + Smem<D, BQ, BK, SPLIT>::kBytes);
-    float *acc_max = acc_sum + nk;
+    const Smem<D, kCtaRows, BK, SPLIT> sm(smem_addr(smem));
+    /* Each query block's row of tile sums and peaks: written by thread 0 one
+     * tile behind the others, added to the layer's sums at the end. */
+    float *acc_sum = reinterpret_cast<float *>(smem + Smem<D, kCtaRows, BK, SPLIT>::kBytes);
+    float *acc_max = acc_sum + kBlocks * nk;
 
-    load_rows<D, BQ, kThreads>(sm.q, q, perm, qblock * BQ, n);
+    load_rows<D, kCtaRows, kThreads>(sm.q, q, perm, qblock0 * BQ, n);
     if (SPLIT)
-        load_rows<D, BQ, kThreads>(sm.q_lo, q_lo, perm, qblock * BQ, n);
+        load_rows<D, kCtaRows, kThreads>(sm.q_lo, q_lo, perm, qblock0 * BQ, n);
     load_rows<D, BK, kThreads>(sm.k(0), k, perm, 0, n);
     if (SPLIT)
         load_rows<D, BK, kThreads>(sm.k_lo(0), k_lo, perm, 0, n);
@@ -389,7 +407,7 @@ __global__ void __launch_bounds__(BQ) tile_stats_kernel(TileArgs args)
     float row_max[4], row_inv[4];
 #pragma unroll
     for (int r = 0; r < 4; r++) {
-        const int pos = qblock * BQ + thread_row(warp, lane, r);
+        const int pos = qblock0 * BQ + thread_row(warp, lane, r);
         if (pos < n) {
             const size_t at = (size_t)head * n + __ldg(perm + pos);
             row_max[r] = __ldg(args.row_max + at);
@@ -406,9 +424,12 @@ __global__ void __launch_bounds__(BQ) tile_stats_kernel(TileArgs args)
     const float c = args.c;
 
     for (int b = 0; b < nk; b++) {
+        /* One barrier a step: after it, tile b is in shared memory for
+         * everyone and every warp is done with tile b-1, whose buffer the
+         * load of tile b+1 then reuses while tile b is computed. */
         if (b > 0) {
             cp_async_wait<0>();
-            __syncthreads(); /* as in row_stats_kernel: one barrier a step */
+            __syncthreads();
         }
         if (b + 1 < nk) {
             load_rows<D, BK, kThreads>(sm.k(b + 1), k, perm, (b + 1) * BK, n);
@@ -416,14 +437,14 @@ __global__ void __launch_bounds__(BQ) tile_stats_kernel(TileArgs args)
                 load_rows<D, BK, kThreads>(sm.k_lo(b + 1), k_lo, perm, (b + 1) * BK, n);
             cp_async_commit();
         }
-        if (threadIdx.x == 0 && b > 0) {
+        if (threadIdx.x < kBlocks && b > 0) {
             float sum = 0.f, top = 0.f;
-            for (int w = 0; w < kWarps; w++) { /* fixed order */
-                sum += red_sum[(b - 1) & 1][w];
-                top = fmaxf(top, red_max[(b - 1) & 1][w]);
+            for (int w = 0; w < kWarpsPerBlock; w++) { /* fixed order */
+                sum += red_sum[(b - 1) & 1][threadIdx.x * kWarpsPerBlock + w];
+                top = fmaxf(top, red_max[(b - 1) & 1][threadIdx.x * kWarpsPerBlock + w]);
             }
-            acc_sum[b - 1] = sum;
-            acc_max[b - 1] = top;
+            acc_sum[threadIdx.x * nk + b - 1] = sum;
+            acc_max[threadIdx.x * nk + b - 1] = top;
         }
         /* Row sums and maxima of 2^(s c - max), unnormalised: the row's 1/l
          * is applied once per tile. */
@@ -431,25 +452,27 @@ __global__ void __launch_bounds__(BQ) tile_stats_kernel(TileArgs args)
 #pragma unroll
         for (int key0 = 0; key0 < BK; key0 += kKeyChunk) {
             float s[2][kKeyChunk / 8][4];
-            warp_scores<D, SPLIT>(s, qf, sm.q, sm.q_lo, sm.k(b), sm.k_lo(b), key0, warp,
-                                  lane);
-            mask_keys(s, b * BK + key0, lane, n);
+            warp_scores<D, SPLIT, kKeyChunk>(s, qf, sm.q, sm.q_lo, sm.k(b), sm.k_lo(b), key0,
+                                             warp, lane);
+            mask_keys<kKeyChunk>(s, b * BK + key0, lane, n);
 #pragma unroll
             for (int r = 0; r < 4; r++)
 #pragma unroll
                 for (int t = 0; t < kKeyChunk / 8; t++)
 #pragma unroll
                     for (int e = 0; e < 2; e++) {
-                        const float p = ex2(fmaf(s[r >> 1][t][2 * (r & 1) + e], c, -row_max[r]));
-                        sum[r] += p;
-                        top[r] = fmaxf(top[r], p);
+                        const float x = s[r >> 1][t][2 * (r & 1) + e];
+                        sum[r] += ex2(fmaf(x, c, -row_max[r]));
+                        top[r] = fmaxf(top[r], x);
                     }
         }
+        /* The peak of a row is at its largest score: one exponential per
+         * row instead of a max over every p. */
         float tile_sum = 0.f, tile_top = 0.f;
 #pragma unroll
         for (int r = 0; r < 4; r++) {
             tile_sum += sum[r] * row_inv[r];
-            tile_top = fmaxf(tile_top, top[r] * row_inv[r]);
+            tile_top = fmaxf(tile_top, ex2(fmaf(top[r], c, -row_max[r])) * row_inv[r]);
         }
 #pragma unroll
         for (int off = 16; off > 0; off >>= 1) {
@@ -462,24 +485,27 @@ __global__ void __launch_bounds__(BQ) tile_stats_kernel(TileArgs args)
         }
     }
     __syncthreads();
-    if (threadIdx.x == 0) {
+    if (threadIdx.x < kBlocks) {
         float sum = 0.f, top = 0.f;
-        for (int w = 0; w < kWarps; w++) {
-            sum += red_sum[(nk - 1) & 1][w];
-            top = fmaxf(top, red_max[(nk - 1) & 1][w]);
+        for (int w = 0; w < kWarpsPerBlock; w++) {
+            sum += red_sum[(nk - 1) & 1][threadIdx.x * kWarpsPerBlock + w];
+            top = fmaxf(top, red_max[(nk - 1) & 1][threadIdx.x * kWarpsPerBlock + w]);
         }
-        acc_sum[nk - 1] = sum;
-        acc_max[nk - 1] = top;
+        acc_sum[threadIdx.x * nk + nk - 1] = sum;
+        acc_max[threadIdx.x * nk + nk - 1] = top;
     }
     __syncthreads();
-    /* Add the row of tiles into the layer's sums, coalesced; each tile has
+    /* Add the rows of tiles into the layer's sums, coalesced; each tile has
      * one writer (this block), so no atomics. */
     const size_t tiles = (size_t)args.nq * nk;
-    float *mass = args.mass + ((size_t)head * args.n_slots + slot) * tiles + (size_t)qblock * nk;
-    float *peak = args.peak + ((size_t)head * args.n_slots + slot) * tiles + (size_t)qblock * nk;
-    for (int b = threadIdx.x; b < nk; b += kThreads) {
-        mass[b] += acc_sum[b];
-        peak[b] += acc_max[b];
+    float *mass = args.mass + ((size_t)head * args.n_slots + slot) * tiles;
+    float *peak = args.peak + ((size_t)head * args.n_slots + slot) * tiles;
+    for (int i = threadIdx.x; i < kBlocks * nk; i += kThreads) {
+        const int qblock = qblock0 + i / nk;
+        if (qblock < args.nq) {
+            mass[(size_t)qblock * nk + i % nk] += acc_sum[i];
+            peak[(size_t)qblock * nk + i % nk] += acc_max[i];
+        }
     }
 }
 
@@ -505,14 +531,14 @@ __global__ void split_kernel(const float *x, __nv_bfloat16 *hi, __nv_bfloat16 *l
 
 template <int D, bool SPLIT> size_t row_smem()
 {
-    return Smem<D, kRowBlock, kKeyChunk, SPLIT>::kBytes;
+    return Smem<D, kCtaRows, kRowKeys, SPLIT>::kBytes;
 }
 
 /* Q, two K buffers (each twice with lo parts), then the row of tiles' sums
  * and peaks. */
 template <int D, int BQ, int BK, bool SPLIT> size_t tile_smem()
 {
-    return Smem<D, BQ, BK, SPLIT>::kBytes;
+    return Smem<D, kCtaRows, BK, SPLIT>::kBytes;
 }
 
 typedef void (*row_kernel_fn)(RowArgs);
@@ -523,19 +549,19 @@ struct Kernels {
     size_t row_smem;
     tile_kernel_fn tile;
     size_t tile_smem; /* plus tile_row_smem(nk) */
-    int tile_threads;
+    int blocks_per_cta; /* query blocks of the order per thread block */
 };
 
-/* The tile kernel's row of per-tile sums and peaks. */
-size_t tile_row_smem(int nk)
+/* The tile kernel's rows of per-tile sums and peaks. */
+size_t tile_row_smem(int blocks_per_cta, int nk)
 {
-    return 2 * sizeof(float) * (size_t)nk;
+    return 2 * sizeof(float) * (size_t)blocks_per_cta * nk;
 }
 
 template <int D, int BQ, int BK, bool SPLIT> Kernels make_kernels()
 {
     return {row_stats_kernel<D, SPLIT>, row_smem<D, SPLIT>(), tile_stats_kernel<D, BQ, BK, SPLIT>,
-            tile_smem<D, BQ, BK, SPLIT>(), BQ};
+            tile_smem<D, BQ, BK, SPLIT>(), kCtaRows / BQ};
 }
 
 template <int D, int BQ, int BK> Kernels pick_split(bool split)
@@ -706,7 +732,7 @@ static paro_err open_ctx(paro_cuda_ctx *ctx, const paro_cuda_geometry *g, paro_e
         CUDA_TRY(ei, dev, cudaFuncSetAttribute(kn.row, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                (int)kn.row_smem));
         CUDA_TRY(ei, dev, cudaFuncSetAttribute(kn.tile, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                               (int)(kn.tile_smem + tile_row_smem((int)g->nk))));
+                                               (int)(kn.tile_smem + tile_row_smem(kn.blocks_per_cta, (int)g->nk))));
     }
     return PARO_OK;
 }
@@ -846,15 +872,17 @@ extern "C" paro_err paro_cuda_submit(paro_cuda_ctx *ctx, uint32_t bucket, paro_e
     Kernels kn = pick_kernels((int)g->head_dim, (int)g->block_q, (int)g->block_k, needs_lo != 0);
 
     RowArgs ra = {in, n, c, ctx->row_max, ctx->row_inv};
-    dim3 row_grid((unsigned)((n + kRowBlock - 1) / kRowBlock), g->heads);
-    kn.row<<<row_grid, kRowBlock, kn.row_smem, ctx->compute>>>(ra);
+    dim3 row_grid((unsigned)((n + kCtaRows - 1) / kCtaRows), g->heads);
+    kn.row<<<row_grid, kCtaRows, kn.row_smem, ctx->compute>>>(ra);
     CUDA_TRY(ei, dev, cudaGetLastError());
 
     const size_t acc = (size_t)g->heads * g->n_slots * ctx->tiles;
     TileArgs ta = {in, n, (int)g->nq, (int)g->nk, (int)g->heads, (int)g->n_slots, c, ctx->perms,
                    ctx->row_max, ctx->row_inv, ctx->mass + (size_t)bucket * acc, ctx->peak};
-    dim3 tile_grid(g->nq, g->heads, g->n_slots);
-    kn.tile<<<tile_grid, kn.tile_threads, kn.tile_smem + tile_row_smem((int)g->nk), ctx->compute>>>(ta);
+    const unsigned ctas = (g->nq + kn.blocks_per_cta - 1) / kn.blocks_per_cta;
+    dim3 tile_grid(ctas, g->heads, g->n_slots);
+    kn.tile<<<tile_grid, kCtaRows, kn.tile_smem + tile_row_smem(kn.blocks_per_cta, (int)g->nk),
+              ctx->compute>>>(ta);
     CUDA_TRY(ei, dev, cudaGetLastError());
     CUDA_TRY(ei, dev, cudaEventRecord(end, ctx->compute));
     CUDA_TRY(ei, dev, cudaEventRecord(ctx->computed[set], ctx->compute));
