@@ -36,7 +36,7 @@ HAVE_CUDA ?= $(if $(wildcard $(NVCC)),1,0)
 CUDA_ARCH ?= sm_90
 
 SANITIZE ?=
-BUILD := $(if $(SANITIZE),build-san,build)
+BUILD ?= $(if $(SANITIZE),build-san,build)
 
 # ---- flags (user CFLAGS are added to ours, not put in their place)
 DEP_CFLAGS := $(shell $(PKG_CONFIG) --cflags libcjson zlib 2>/dev/null)

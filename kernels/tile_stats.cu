@@ -129,16 +129,30 @@ __device__ __forceinline__ void load_rows(uint32_t smem, const __nv_bfloat16 *sr
  * from shared memory feeds two mma: half the shared-memory traffic of 16
  * rows per warp, which is what bounded the first version. */
 constexpr int kWarpRows = 32;
-constexpr int kCtaRows = 128; /* query rows per thread block: four warps */
+#ifndef PARO_CTA_ROWS
+#define PARO_CTA_ROWS 128
+#endif
+constexpr int kCtaRows = PARO_CTA_ROWS; /* query rows per thread block: four warps */
 /* Keys whose scores a warp holds at once in the tile pass: 32 keys x 32
  * rows is 32 registers, so four blocks fit per SM without spills. */
-constexpr int kKeyChunk = 32;
+#ifndef PARO_KEY_CHUNK
+#define PARO_KEY_CHUNK 32
+#endif
+constexpr int kKeyChunk = PARO_KEY_CHUNK;
 
 /* The warp's query rows as mma A operands.  Kept in registers for the whole
  * loop when they fit (bf16 inputs, d <= 64); otherwise read from shared
  * memory at each use. */
+/* Tuning knobs, measured in tests/bench/README.md (override with -D). */
+#ifndef PARO_TILE_MIN_BLOCKS
+#define PARO_TILE_MIN_BLOCKS 4 /* thread blocks per SM the register budget allows */
+#endif
+#ifndef PARO_Q_IN_REGS
+#define PARO_Q_IN_REGS 1       /* keep Q fragments in registers when they fit */
+#endif
+
 template <int D, bool SPLIT> struct QFrags {
-    static constexpr bool kInRegs = !SPLIT && D <= 64;
+    static constexpr bool kInRegs = PARO_Q_IN_REGS && !SPLIT && D <= 64;
     uint32_t a[kInRegs ? 2 : 1][kInRegs ? D / 16 : 1][4];
 
     __device__ __forceinline__ void load(uint32_t s_q, int warp, int lane)
@@ -373,7 +387,7 @@ struct TileArgs {
 /* One block takes kCtaRows query rows: 128 / BQ query blocks of the order,
  * so the gathered K tiles are shared by four warps whatever the block size. */
 template <int D, int BQ, int BK, bool SPLIT>
-__global__ void __launch_bounds__(kCtaRows, 4) tile_stats_kernel(TileArgs args)
+__global__ void __launch_bounds__(kCtaRows, PARO_TILE_MIN_BLOCKS * 128 / kCtaRows) tile_stats_kernel(TileArgs args)
 {
     constexpr int kWarps = kCtaRows / kWarpRows, kThreads = kCtaRows;
     constexpr int kBlocks = kCtaRows / BQ;          /* query blocks per thread block */
