@@ -245,7 +245,7 @@ static paro_err check_capture(const paro_manifest *m, const paro_plan *p,
 
 /* ---- per-thread scratch ------------------------------------------------- */
 
-/* What one head's computation needs beyond its inputs; one per thread. */
+/* Sums over the rows of one head and sample, for one mask. */
 typedef struct mask_sums {
     double kept;  /* sum over rows of the kept share of the row's mass */
     double err2;  /* sum of squared differences to the dense output */
@@ -253,6 +253,7 @@ typedef struct mask_sums {
     double norm2; /* sum of squares of this output */
 } mask_sums;
 
+/* What one head's computation needs beyond its inputs; one per thread. */
 typedef struct worker_space {
     /* statistics phase */
     void *stats_scratch;
@@ -270,7 +271,8 @@ typedef struct worker_space {
     double *ub;     /* [2][nk][d] per key block: sum of exponential x V */
     double *qh;     /* [n][d] quantized Q */
     double *tmax;   /* [nk] largest probability per tile of a query block */
-    double *vec;    /* [3][d] one row of the sparse and the two quantized outputs */
+    double *vec;    /* [2][d]: one row of the sparse output, or of the two
+                       quantized outputs */
     mask_sums *sums;/* [n_sets] */
 } worker_space;
 
@@ -347,8 +349,10 @@ static int build_from_stats(const layer_ctx *cx, worker_space *sp, uint32_t b, u
 {
     const paro_block_stats *st = cx->stats;
     const uint64_t count = st->count[(size_t)b * st->heads + h];
-    if (count == 0)
+    if (count == 0) {
+        memset(keep, 0, cx->nt); /* never applied: no sample falls in the bucket */
         return 0;
+    }
     const double *sum = paro_block_stats_mass(st, b, h, (uint32_t)slot);
     for (size_t i = 0; i < cx->nt; i++)
         sp->mean[i] = sum[i] / (double)count;
@@ -827,7 +831,7 @@ static paro_err alloc_spaces(worker_space **out, int threads, const paro_tiling 
         s->ub = malloc(2 * nk * d * sizeof(double));
         s->qh = malloc(n * d * sizeof(double));
         s->tmax = malloc(nk * sizeof(double));
-        s->vec = malloc(3 * d * sizeof(double));
+        s->vec = malloc(2 * d * sizeof(double));
         s->sums = malloc(n_sets * sizeof(mask_sums));
         ok = ok && s->stats_scratch && s->mass && s->peak && s->mean && s->mask_scratch &&
              s->kt && s->panel && s->qrows && s->e && s->out && s->zb && s->ub && s->qh &&

@@ -97,6 +97,7 @@ double cli_now(void); /* monotonic seconds */
 /* Subcommands. */
 int cmd_calibrate(int argc, char **argv);
 int cmd_dump(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
 int cmd_version(int argc, char **argv);
 

@@ -17,6 +17,7 @@ struct cmd {
 static const struct cmd commands[] = {
     {"calibrate", cmd_calibrate, "choose an order per head and build block masks from a capture"},
     {"dump", cmd_dump, "show a plan as text or JSON"},
+    {"eval", cmd_eval, "measure a plan's recall and output error on held-out samples"},
     {"synth", cmd_synth, "write a synthetic capture with planted axis-local heads"},
     {"version", cmd_version, "show the version, plan format and build features"},
 };
