@@ -2,12 +2,32 @@
 #include <stdlib.h> /* calloc, malloc, free */
 
 #include "backend.h"
-#include "kernels.h" /* paro_cuda_* */
+#include "kernels.h"  /* paro_cuda_* */
+#include "parallel.h" /* paro_parallel_for */
 
 typedef struct cuda_state {
     paro_cuda_ctx *ctx;
     paro_block_stats *stats;
+    int threads;
+    const float *mass, *peak; /* the layer's sums, from layer_end */
 } cuda_state;
+
+/* Adds one head's rows of the GPU's f32 sums into the fp64 statistics. */
+static void add_head(void *arg, uint32_t item, int worker)
+{
+    cuda_state *cs = arg;
+    paro_block_stats *st = cs->stats;
+    const size_t row = paro_block_stats_tiles(st) * st->n_slots;
+    (void)worker;
+    /* items: n_buckets * heads rows of mass, then heads rows of peak */
+    const uint32_t mass_rows = st->n_buckets * st->heads;
+    const float *from = item < mass_rows ? cs->mass + (size_t)item * row
+                                         : cs->peak + (size_t)(item - mass_rows) * row;
+    double *to = item < mass_rows ? st->mass + (size_t)item * row
+                                  : st->peak + (size_t)(item - mass_rows) * row;
+    for (size_t i = 0; i < row; i++)
+        to[i] += from[i];
+}
 
 static paro_err cuda_layer_begin(paro_backend *b, paro_block_stats *stats, paro_errinfo *ei)
 {
@@ -29,7 +49,12 @@ static paro_err cuda_submit(paro_backend *b, uint32_t bucket, paro_errinfo *ei)
 static paro_err cuda_layer_end(paro_backend *b, paro_errinfo *ei)
 {
     cuda_state *cs = b->state;
-    return paro_cuda_layer_end(cs->ctx, cs->stats->mass, cs->stats->peak, ei);
+    paro_err rc = paro_cuda_layer_end(cs->ctx, &cs->mass, &cs->peak, ei);
+    if (rc)
+        return rc;
+    paro_block_stats *st = cs->stats;
+    paro_parallel_for(cs->threads, (st->n_buckets + 1) * st->heads, add_head, cs);
+    return PARO_OK;
 }
 
 static void cuda_close(paro_backend *b)
@@ -43,7 +68,7 @@ static void cuda_close(paro_backend *b)
 }
 
 paro_err paro_backend_cuda_open(paro_backend *b, const paro_backend_shape *s, int device,
-                                paro_errinfo *ei)
+                                int threads, paro_errinfo *ei)
 {
     b->name = "cuda";
     b->layer_begin = cuda_layer_begin;
@@ -85,6 +110,7 @@ paro_err paro_backend_cuda_open(paro_backend *b, const paro_backend_shape *s, in
         free(cs);
         return rc;
     }
+    cs->threads = threads;
     b->state = cs;
     return PARO_OK;
 }

@@ -2,10 +2,11 @@
 #include "calibrate.h"
 
 #include <math.h>     /* isfinite */
+#include <pthread.h>  /* pthread_create, pthread_join */
 #include <stdio.h>    /* snprintf */
 #include <stdlib.h>   /* calloc, free, aligned_alloc */
 #include <string.h>   /* memset, strlen */
-#include <zlib.h>     /* crc32 */
+#include <zlib.h>     /* crc32, crc32_z, crc32_combine */
 
 #include "backend.h"    /* paro_backend */
 #include "metrics.h"    /* PARO_DEFAULT_ALPHA, PARO_DEFAULT_SCORE_RECALL */
@@ -185,6 +186,125 @@ static paro_err finish_layer(paro_plan *plan, uint32_t slot_l, const paro_tiling
     return PARO_OK;
 }
 
+/* Scoring a finished layer on its own thread, while the next one is read
+ * and computed. */
+typedef struct finisher {
+    pthread_t tid;
+    int running;
+    paro_plan *plan;
+    uint32_t slot_l;
+    const paro_tiling *t;
+    const paro_block_stats *st;
+    const paro_calib_config *cfg;
+    paro_err rc;
+    paro_errinfo ei;
+} finisher;
+
+static void *finisher_main(void *arg)
+{
+    finisher *f = arg;
+    f->rc = finish_layer(f->plan, f->slot_l, f->t, f->st, f->cfg, &f->ei);
+    return NULL;
+}
+
+static void finisher_start(finisher *f, paro_plan *plan, uint32_t slot_l, const paro_tiling *t,
+                           const paro_block_stats *st, const paro_calib_config *cfg)
+{
+    f->plan = plan;
+    f->slot_l = slot_l;
+    f->t = t;
+    f->st = st;
+    f->cfg = cfg;
+    f->rc = PARO_OK;
+    paro_errinfo_clear(&f->ei);
+    f->running = pthread_create(&f->tid, NULL, finisher_main, f) == 0;
+    if (!f->running)
+        finisher_main(f); /* no thread to be had: the same work, in line */
+}
+
+static paro_err finisher_join(finisher *f, paro_errinfo *ei)
+{
+    if (f->running)
+        pthread_join(f->tid, NULL);
+    f->running = 0;
+    paro_err rc = f->rc;
+    if (rc && ei)
+        *ei = f->ei;
+    f->rc = PARO_OK;
+    return rc;
+}
+
+/* Reading a sample's Q and K on worker threads, a (tensor, head) per item,
+ * each item also taking the CRC-32 of what it wrote while it is in cache.
+ * The per-item CRCs are combined in order afterwards: the same value as one
+ * crc32() over Q and then K. */
+typedef struct read_job {
+    paro_sample_file *sf;
+    uint32_t layer, heads;
+    size_t head_floats;
+    float *q, *k;
+    uLong *part;       /* [2 * heads] */
+    paro_err *rc;      /* [2 * heads] */
+    paro_errinfo *ei;  /* [2 * heads] */
+} read_job;
+
+static void read_head(void *ctx, uint32_t item, int worker)
+{
+    read_job *job = ctx;
+    (void)worker;
+    const int is_k = item >= job->heads;
+    const uint32_t h = item % job->heads;
+    float *dst = is_k ? job->k : job->q;
+    paro_errinfo_clear(&job->ei[item]);
+    job->rc[item] = paro_sample_read_heads(job->sf, is_k ? PARO_KIND_K : PARO_KIND_Q, job->layer,
+                                           h, h + 1, dst, &job->ei[item]);
+    if (!job->rc[item])
+        job->part[item] = crc32_z(crc32(0L, Z_NULL, 0),
+                                  (const Bytef *)(dst + h * job->head_floats),
+                                  job->head_floats * sizeof *dst);
+}
+
+/* Reads one sample's Q and K of a layer into the backend's buffers and adds
+ * them to the layer's digest.  The digest covers the values as f32, not the
+ * file's bytes, so the same capture in another container or layout gives
+ * the same plan.  (Hosts are little-endian: x86-64 and arm64.) */
+static paro_err read_sample(paro_backend *backend, const paro_manifest *m, uint32_t sample,
+                            uint32_t layer, int threads, uLong *crc, paro_errinfo *ei)
+{
+    float *q, *k;
+    paro_sample_file *sf = NULL;
+    paro_err rc = backend->buffers(backend, &q, &k, ei);
+    if (!rc)
+        rc = paro_sample_open(m, sample, &sf, ei);
+    if (rc)
+        return rc;
+    const uint32_t items = 2 * m->heads;
+    read_job job = {sf, layer, m->heads, (size_t)m->n_tokens * m->head_dim, q, k,
+                    malloc(items * sizeof(uLong)), malloc(items * sizeof(paro_err)),
+                    malloc(items * sizeof(paro_errinfo))};
+    if (!job.part || !job.rc || !job.ei) {
+        rc = paro_error(ei, PARO_ERR_NOMEM, NULL, PARO_NO_OFFSET, "out of memory");
+    } else {
+        paro_parallel_for(threads, items, read_head, &job);
+        /* The first failure in (tensor, head) order: the same message
+         * whatever the thread count. */
+        for (uint32_t i = 0; i < items && !rc; i++)
+            if (job.rc[i]) {
+                rc = job.rc[i];
+                if (ei && ei->code == PARO_OK)
+                    *ei = job.ei[i];
+            }
+        for (uint32_t i = 0; i < items && !rc; i++)
+            *crc = crc32_combine(*crc, job.part[i],
+                                 (z_off_t)(job.head_floats * sizeof(float)));
+    }
+    free(job.part);
+    free(job.rc);
+    free(job.ei);
+    paro_sample_close(sf);
+    return rc;
+}
+
 /* ---- the driver -------------------------------------------------------- */
 
 /* auto: the GPU when this build has CUDA, a device is there and the kernels
@@ -196,7 +316,7 @@ static paro_err open_backend(paro_backend *b, const paro_tiling *t, const paro_m
     if (cfg->device != PARO_DEVICE_CPU) {
         paro_errinfo why;
         paro_errinfo_clear(&why);
-        paro_err rc = paro_backend_cuda_open(b, &shape, 0, &why);
+        paro_err rc = paro_backend_cuda_open(b, &shape, 0, cfg->threads, &why);
         if (rc == PARO_OK)
             return PARO_OK;
         if (cfg->device == PARO_DEVICE_CUDA) {
@@ -278,8 +398,10 @@ paro_err paro_calibrate(const paro_manifest *m, const paro_calib_config *cfg,
     paro_plan *plan = NULL;
     paro_tiling tiling;
     memset(&tiling, 0, sizeof tiling);
-    paro_block_stats stats;
-    memset(&stats, 0, sizeof stats);
+    paro_block_stats stats[2]; /* the layer being read, and the one being scored */
+    memset(stats, 0, sizeof stats);
+    finisher fin;
+    memset(&fin, 0, sizeof fin);
     paro_backend backend;
     memset(&backend, 0, sizeof backend);
     paro_plan_sample *plan_samples = NULL;
@@ -362,65 +484,69 @@ paro_err paro_calibrate(const paro_manifest *m, const paro_calib_config *cfg,
             goto done;
     }
 
-    const size_t per_tensor = (size_t)m->heads * m->n_tokens * m->head_dim;
     paro_calib_progress prog = {0, (uint64_t)n_layers * n_samples, 0, 0};
+    for (int i = 0; i < 2 && !rc; i++)
+        rc = paro_block_stats_init(&stats[i], m->heads, cfg->n_buckets, (uint32_t)tiling.n_slots,
+                                   tiling.nq, tiling.nk, ei);
+    if (!rc)
+        rc = backend.layer_begin(&backend, &stats[0], ei);
+    if (rc)
+        goto done;
+    int cur = 0; /* stats[cur] takes the layer being read */
     for (uint32_t li = 0; li < n_layers; li++) {
         const uint32_t layer = layers[li];
-        rc = paro_block_stats_init(&stats, m->heads, cfg->n_buckets, (uint32_t)tiling.n_slots,
-                                   tiling.nq, tiling.nk, ei);
-        if (rc)
-            goto done;
         uLong crc = crc32(0L, Z_NULL, 0);
-        rc = backend.layer_begin(&backend, &stats, ei);
-        if (rc)
-            goto done;
         for (size_t si = 0; si < n_samples; si++) {
             if (cfg->stop && *cfg->stop) {
                 rc = paro_error(ei, PARO_ERR_INTERRUPTED, NULL, PARO_NO_OFFSET, "interrupted");
                 goto done;
             }
-            float *q, *k;
-            paro_sample_file *sf = NULL;
-            rc = backend.buffers(&backend, &q, &k, ei);
-            if (!rc)
-                rc = paro_sample_open(m, samples[si], &sf, ei);
-            if (!rc)
-                rc = paro_sample_read(sf, PARO_KIND_Q, layer, q, ei);
-            if (!rc)
-                rc = paro_sample_read(sf, PARO_KIND_K, layer, k, ei);
-            paro_sample_close(sf);
+            rc = read_sample(&backend, m, samples[si], layer, cfg->threads, &crc, ei);
             if (rc)
                 goto done;
-            /* The digest covers the values as f32, not the file's bytes, so
-             * the same capture in another container or layout gives the same
-             * plan.  (Hosts are little-endian: x86-64 and arm64.) */
-            crc = crc32_z(crc, (const Bytef *)q, per_tensor * sizeof *q);
-            crc = crc32_z(crc, (const Bytef *)k, per_tensor * sizeof *k);
+            if (si == 0 && li > 0) {
+                /* The previous layer's last sample ran on the GPU while this
+                 * one was read.  Collect it, score it on another thread, and
+                 * start this layer in the other stats. */
+                rc = backend.layer_end(&backend, ei);
+                if (!rc)
+                    rc = finisher_join(&fin, ei);
+                if (rc)
+                    goto done;
+                finisher_start(&fin, plan, li - 1, &tiling, &stats[cur], cfg);
+                cur ^= 1;
+                paro_block_stats_zero(&stats[cur], cfg->threads);
+                rc = backend.layer_begin(&backend, &stats[cur], ei);
+                if (rc)
+                    goto done;
+            }
             rc = backend.submit(&backend, bucket[si], ei);
             if (rc)
                 goto done;
             for (uint32_t h = 0; h < m->heads; h++)
-                stats.count[(size_t)bucket[si] * stats.heads + h]++;
+                stats[cur].count[(size_t)bucket[si] * stats[cur].heads + h]++;
             prog.done++;
             prog.layer = layer;
             prog.sample = samples[si];
             if (cfg->progress)
                 cfg->progress(cfg->progress_user, &prog);
         }
-        rc = backend.layer_end(&backend, ei);
-        if (rc)
-            goto done;
         plan->layer_crc32[li] = (uint32_t)crc;
-        rc = finish_layer(plan, li, &tiling, &stats, cfg, ei);
-        if (rc)
-            goto done;
-        paro_block_stats_free(&stats);
     }
+    rc = backend.layer_end(&backend, ei);
+    if (!rc)
+        rc = finisher_join(&fin, ei);
+    if (!rc)
+        rc = finish_layer(plan, n_layers - 1, &tiling, &stats[cur], cfg, ei);
+    if (rc)
+        goto done;
     *out = plan;
     plan = NULL;
 
 done:
-    paro_block_stats_free(&stats);
+    finisher_join(&fin, NULL);
+    paro_block_stats_free(&stats[0]);
+    paro_block_stats_free(&stats[1]);
     if (backend.close)
         backend.close(&backend);
     free(plan_samples);

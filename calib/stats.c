@@ -4,6 +4,8 @@
 #include <stdlib.h> /* calloc, free */
 #include <string.h> /* memset */
 
+#include "parallel.h" /* paro_parallel_for */
+
 paro_err paro_block_stats_init(paro_block_stats *st, uint32_t heads, uint32_t n_buckets,
                                uint32_t n_slots, uint32_t nq, uint32_t nk, paro_errinfo *ei)
 {
@@ -38,6 +40,30 @@ void paro_block_stats_free(paro_block_stats *st)
     free(st->mass);
     free(st->peak);
     memset(st, 0, sizeof *st);
+}
+
+typedef struct zero_job {
+    paro_block_stats *st;
+    size_t head_doubles; /* per (bucket, head): n_slots * tiles */
+} zero_job;
+
+static void zero_part(void *ctx, uint32_t item, int worker)
+{
+    zero_job *job = ctx;
+    paro_block_stats *st = job->st;
+    (void)worker;
+    /* items: n_buckets * heads rows of mass, then heads rows of peak */
+    const uint32_t mass_rows = st->n_buckets * st->heads;
+    double *row = item < mass_rows ? st->mass + (size_t)item * job->head_doubles
+                                   : st->peak + (size_t)(item - mass_rows) * job->head_doubles;
+    memset(row, 0, job->head_doubles * sizeof *row);
+}
+
+void paro_block_stats_zero(paro_block_stats *st, int threads)
+{
+    zero_job job = {st, paro_block_stats_tiles(st) * st->n_slots};
+    paro_parallel_for(threads, (st->n_buckets + 1) * st->heads, zero_part, &job);
+    memset(st->count, 0, (size_t)st->n_buckets * st->heads * sizeof *st->count);
 }
 
 void paro_block_stats_add(paro_block_stats *st, uint32_t bucket, uint32_t head,

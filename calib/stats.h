@@ -33,6 +33,9 @@ paro_err paro_block_stats_init(paro_block_stats *st, uint32_t heads, uint32_t n_
                                uint32_t n_slots, uint32_t nq, uint32_t nk, paro_errinfo *ei);
 void paro_block_stats_free(paro_block_stats *st);
 
+/* Back to zero (for the next layer), on up to `threads` threads. */
+void paro_block_stats_zero(paro_block_stats *st, int threads);
+
 /* Adds one sample's tile stats of one head (mass and peak: [n_slots][nq*nk],
  * as paro_tile_stats_cpu writes them). */
 void paro_block_stats_add(paro_block_stats *st, uint32_t bucket, uint32_t head,

@@ -617,12 +617,14 @@ static paro_err nonfinite_error(const tensor_src *src, const paro_manifest *m, f
 /* Elements converted per step: small enough to stay in L2 for the check. */
 #define CONVERT_CHUNK 16384u
 
-static paro_err convert_hnd(const tensor_src *src, const paro_manifest *m, float *dst,
-                            paro_errinfo *ei)
+/* Heads [h0, h1) of a [NH][N][D] tensor: one contiguous range. */
+static paro_err convert_hnd(const tensor_src *src, const paro_manifest *m, uint32_t h0,
+                            uint32_t h1, float *dst, paro_errinfo *ei)
 {
-    size_t total = (size_t)m->heads * m->n_tokens * m->head_dim;
-    for (size_t start = 0; start < total; start += CONVERT_CHUNK) {
-        size_t len = total - start < CONVERT_CHUNK ? total - start : CONVERT_CHUNK;
+    const size_t per_head = (size_t)m->n_tokens * m->head_dim;
+    const size_t begin = h0 * per_head, end = h1 * per_head;
+    for (size_t start = begin; start < end; start += CONVERT_CHUNK) {
+        size_t len = end - start < CONVERT_CHUNK ? end - start : CONVERT_CHUNK;
         paro_convert_to_f32(src->dtype, src->data + start * src->esize, dst + start, len);
         size_t bad = first_nonfinite(dst + start, len);
         if (bad < len)
@@ -631,15 +633,15 @@ static paro_err convert_hnd(const tensor_src *src, const paro_manifest *m, float
     return PARO_OK;
 }
 
-/* [N][NH][D] -> [NH][N][D].  A run of tokens is contiguous in the file, so
- * it is converted and checked in one call into a scratch buffer, then each
- * head's rows of that run (contiguous in dst too) are copied out: long
+/* Heads [h0, h1) of a [N][NH][D] tensor into [NH][N][D].  A run of tokens'
+ * rows for those heads is converted and checked in one call into a scratch
+ * buffer, then each head's rows (contiguous in dst) are copied out: long
  * sequential reads and writes instead of one call per D-element row. */
-static paro_err convert_nhd(const tensor_src *src, const paro_manifest *m, float *dst,
-                            paro_errinfo *ei)
+static paro_err convert_nhd(const tensor_src *src, const paro_manifest *m, uint32_t h0,
+                            uint32_t h1, float *dst, paro_errinfo *ei)
 {
     size_t nh = m->heads, nt = m->n_tokens, d = m->head_dim;
-    size_t row = nh * d; /* one token, all heads */
+    size_t row = (h1 - h0) * d; /* one token, the heads asked for */
     size_t run = CONVERT_CHUNK / row ? CONVERT_CHUNK / row : 1;
     float *scratch = malloc(run * row * sizeof *scratch);
     if (!scratch)
@@ -647,16 +649,18 @@ static paro_err convert_nhd(const tensor_src *src, const paro_manifest *m, float
                           "out of memory for %zu floats", run * row);
     paro_err rc = PARO_OK;
     for (size_t t0 = 0; t0 < nt && !rc; t0 += run) {
-        size_t tokens = nt - t0 < run ? nt - t0 : run, len = tokens * row;
-        paro_convert_to_f32(src->dtype, src->data + t0 * row * src->esize, scratch, len);
-        size_t bad = first_nonfinite(scratch, len);
-        if (bad < len) {
-            rc = nonfinite_error(src, m, scratch[bad], t0 * row + bad, ei);
-            break;
+        size_t tokens = nt - t0 < run ? nt - t0 : run;
+        for (size_t t = 0; t < tokens && !rc; t++) {
+            const size_t first = ((t0 + t) * nh + h0) * d; /* element in the file */
+            paro_convert_to_f32(src->dtype, src->data + first * src->esize, scratch + t * row,
+                                row);
+            size_t bad = first_nonfinite(scratch + t * row, row);
+            if (bad < row)
+                rc = nonfinite_error(src, m, scratch[t * row + bad], first + bad, ei);
         }
-        for (size_t head = 0; head < nh; head++)
+        for (size_t head = h0; head < h1 && !rc; head++)
             for (size_t t = 0; t < tokens; t++)
-                memcpy(dst + (head * nt + t0 + t) * d, scratch + t * row + head * d,
+                memcpy(dst + (head * nt + t0 + t) * d, scratch + t * row + (head - h0) * d,
                        d * sizeof *dst);
     }
     free(scratch);
@@ -755,10 +759,14 @@ paro_err paro_sample_check(paro_sample_file *sf, paro_kind kind, uint32_t layer,
     return rc;
 }
 
-paro_err paro_sample_read(paro_sample_file *sf, paro_kind kind, uint32_t layer, float *dst,
-                          paro_errinfo *ei)
+paro_err paro_sample_read_heads(paro_sample_file *sf, paro_kind kind, uint32_t layer,
+                                uint32_t h0, uint32_t h1, float *dst, paro_errinfo *ei)
 {
     const paro_manifest *m = sf->m;
+    if (h0 >= h1 || h1 > m->heads)
+        return paro_error(ei, PARO_ERR_USAGE, sf->path, PARO_NO_OFFSET,
+                          "heads %u..%u are not a range of the capture's %u heads", h0, h1,
+                          m->heads);
     char *name;
     const paro_st_tensor *t;
     paro_err rc = checked_tensor(sf, kind, layer, &name, &t, ei);
@@ -769,8 +777,14 @@ paro_err paro_sample_read(paro_sample_file *sf, paro_kind kind, uint32_t layer, 
     switch (sf->container) {
     case SAMPLE_SAFETENSORS: src.data = paro_st_data(sf->u.st, t); break;
     }
-    rc = m->layout == PARO_LAYOUT_HND ? convert_hnd(&src, m, dst, ei)
-                                      : convert_nhd(&src, m, dst, ei);
+    rc = m->layout == PARO_LAYOUT_HND ? convert_hnd(&src, m, h0, h1, dst, ei)
+                                      : convert_nhd(&src, m, h0, h1, dst, ei);
     free(name);
     return rc;
+}
+
+paro_err paro_sample_read(paro_sample_file *sf, paro_kind kind, uint32_t layer, float *dst,
+                          paro_errinfo *ei)
+{
+    return paro_sample_read_heads(sf, kind, layer, 0, sf->m->heads, dst, ei);
 }

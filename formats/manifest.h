@@ -84,6 +84,11 @@ void paro_sample_close(paro_sample_file *sf);
  * callers that can do without V check paro_sample_has first. */
 paro_err paro_sample_read(paro_sample_file *sf, paro_kind kind, uint32_t layer, float *dst,
                           paro_errinfo *ei);
+/* The same for heads [h0, h1) only, written at their place in dst (which
+ * still has room for every head).  Calls on one open file may run on
+ * several threads at once, for disjoint heads. */
+paro_err paro_sample_read_heads(paro_sample_file *sf, paro_kind kind, uint32_t layer,
+                                uint32_t h0, uint32_t h1, float *dst, paro_errinfo *ei);
 int paro_sample_has(paro_sample_file *sf, paro_kind kind, uint32_t layer);
 /* The checks of paro_sample_read without reading the data: the tensor is
  * there, with a dtype paro reads and the manifest's shape.  Cheap (headers

@@ -13,7 +13,7 @@
  *         paro_cuda_next_buffers(ctx, &q, &k)   pinned host buffers to fill
  *         ... read the sample's Q and K into q, k ([heads][N][D] f32) ...
  *         paro_cuda_submit(ctx, bucket)    upload and queue; returns at once
- *     paro_cuda_layer_end(ctx, mass, peak) wait, download, add into fp64 sums
+ *     paro_cuda_layer_end(ctx, &mass, &peak)  wait and download the sums
  *     paro_cuda_close(ctx)
  *
  * While the GPU works on one sample the host reads the next one into the
@@ -70,10 +70,12 @@ paro_err paro_cuda_layer_begin(paro_cuda_ctx *ctx, paro_errinfo *ei);
 paro_err paro_cuda_next_buffers(paro_cuda_ctx *ctx, float **q, float **k, paro_errinfo *ei);
 /* Queues the sample held in the buffers of the last next_buffers call. */
 paro_err paro_cuda_submit(paro_cuda_ctx *ctx, uint32_t bucket, paro_errinfo *ei);
-/* Waits for the queued work and adds the layer's sums into mass
- * ([n_buckets][heads][n_slots][nq*nk]) and peak ([heads][n_slots][nq*nk]),
- * the layout of paro_block_stats. */
-paro_err paro_cuda_layer_end(paro_cuda_ctx *ctx, double *mass, double *peak, paro_errinfo *ei);
+/* Waits for the queued work and points *mass ([n_buckets][heads][n_slots]
+ * [nq*nk]) and *peak ([heads][n_slots][nq*nk], the layout of
+ * paro_block_stats) at the layer's sums in host memory, valid until the
+ * next layer_end or close. */
+paro_err paro_cuda_layer_end(paro_cuda_ctx *ctx, const float **mass, const float **peak,
+                             paro_errinfo *ei);
 
 /* Device memory the context holds, in bytes (for benchmarks). */
 size_t paro_cuda_device_bytes(const paro_cuda_ctx *ctx);

@@ -71,11 +71,11 @@ paro_err paro_cuda_submit(paro_cuda_ctx *ctx, uint32_t bucket, paro_errinfo *ei)
     return no_cuda(ei);
 }
 
-paro_err paro_cuda_layer_end(paro_cuda_ctx *ctx, double *mass, double *peak, paro_errinfo *ei)
+paro_err paro_cuda_layer_end(paro_cuda_ctx *ctx, const float **mass, const float **peak,
+                             paro_errinfo *ei)
 {
     (void)ctx;
-    (void)mass;
-    (void)peak;
+    *mass = *peak = NULL;
     return no_cuda(ei);
 }
 

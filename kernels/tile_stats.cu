@@ -903,8 +903,8 @@ extern "C" paro_err paro_cuda_submit(paro_cuda_ctx *ctx, uint32_t bucket, paro_e
     return PARO_OK;
 }
 
-extern "C" paro_err paro_cuda_layer_end(paro_cuda_ctx *ctx, double *mass, double *peak,
-                                        paro_errinfo *ei)
+extern "C" paro_err paro_cuda_layer_end(paro_cuda_ctx *ctx, const float **mass,
+                                        const float **peak, paro_errinfo *ei)
 {
     const paro_cuda_geometry *g = &ctx->g;
     const int dev = ctx->device;
@@ -922,10 +922,8 @@ extern "C" paro_err paro_cuda_layer_end(paro_cuda_ctx *ctx, double *mass, double
         ms += part;
     }
     ctx->last_layer_ms = ms;
-    for (size_t i = 0; i < acc * g->n_buckets; i++)
-        mass[i] += ctx->mass_host[i];
-    for (size_t i = 0; i < acc; i++)
-        peak[i] += ctx->peak_host[i];
+    *mass = ctx->mass_host;
+    *peak = ctx->peak_host;
     return PARO_OK;
 }
 

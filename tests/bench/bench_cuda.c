@@ -63,12 +63,11 @@ int main(int argc, char **argv)
         paro_sample_read(sf, PARO_KIND_K, layer, k, &ei))
         return fail(&ei);
     paro_sample_close(sf);
-    const size_t acc = (size_t)m->heads * t.n_slots * t.nq * t.nk;
-    double *mass = calloc(acc, sizeof *mass), *peak = calloc(acc, sizeof *peak);
     double *ms = malloc((size_t)(repeat + 1) * sizeof *ms);
+    const float *mass, *peak;
     for (int r = 0; r <= repeat; r++) { /* run 0 warms up */
         if (paro_cuda_layer_begin(ctx, &ei) || paro_cuda_submit(ctx, 0, &ei) ||
-            paro_cuda_layer_end(ctx, mass, peak, &ei))
+            paro_cuda_layer_end(ctx, &mass, &peak, &ei))
             return fail(&ei);
         ms[r] = paro_cuda_last_layer_ms(ctx);
     }
@@ -84,8 +83,6 @@ int main(int argc, char **argv)
     paro_manifest_free(m);
     paro_tiling_free(&t);
     free(perms);
-    free(mass);
-    free(peak);
     free(ms);
     return 0;
 }
