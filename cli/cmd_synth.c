@@ -24,7 +24,7 @@ static const cli_help help = {
                "planted axis is drawn among the axes of size > 1.  The same options and seed\n"
                "give the same bytes.",
     .options =
-        "  -o, --output DIR        folder to write (created if missing)\n"
+        "  -o, --output DIR        folder to write (created, with its parents, if missing)\n"
         "      --grid FxHxW        visual token grid [default: 5x12x16]\n"
         "      --text T            text tokens [default: 24]\n"
         "      --text-position P   first | last [default: first]\n"
@@ -150,8 +150,25 @@ static int print_planted(const paro_synth_config *c)
     return EXIT_OK;
 }
 
+/* mkdir -p: the folder and any missing parents. */
 static int make_dir(const char *dir)
 {
+    char *path = strdup(dir);
+    if (!path)
+        return cli_error("out of memory");
+    for (char *p = path + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = 0;
+        if (mkdir(path, 0777) != 0 && errno != EEXIST) {
+            int e = errno;
+            cli_error("cannot create folder '%s': %s", path, strerror(e));
+            free(path);
+            return EXIT_RUNTIME;
+        }
+        *p = '/';
+    }
+    free(path);
     if (mkdir(dir, 0777) == 0 || errno == EEXIST) {
         struct stat st;
         if (stat(dir, &st) == 0 && S_ISDIR(st.st_mode))
