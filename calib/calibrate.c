@@ -6,9 +6,11 @@
 #include <stdio.h>    /* snprintf */
 #include <stdlib.h>   /* calloc, free, aligned_alloc */
 #include <string.h>   /* memset, strlen */
+#include <sys/stat.h> /* stat */
 #include <zlib.h>     /* crc32, crc32_z, crc32_combine */
 
 #include "backend.h"    /* paro_backend */
+#include "journal.h"    /* paro_journal_* */
 #include "metrics.h"    /* PARO_DEFAULT_ALPHA, PARO_DEFAULT_SCORE_RECALL */
 #include "order.h"      /* paro_order_name */
 #include "parallel.h"   /* paro_parallel_for */
@@ -191,6 +193,7 @@ static paro_err finish_layer(paro_plan *plan, uint32_t slot_l, const paro_tiling
 typedef struct finisher {
     pthread_t tid;
     int running;
+    paro_journal *journal; /* finished layers are saved here (may be NULL) */
     paro_plan *plan;
     uint32_t slot_l;
     const paro_tiling *t;
@@ -204,6 +207,8 @@ static void *finisher_main(void *arg)
 {
     finisher *f = arg;
     f->rc = finish_layer(f->plan, f->slot_l, f->t, f->st, f->cfg, &f->ei);
+    if (!f->rc && f->journal)
+        f->rc = paro_journal_append(f->journal, f->plan, f->slot_l, &f->ei);
     return NULL;
 }
 
@@ -305,6 +310,46 @@ static paro_err read_sample(paro_backend *backend, const paro_manifest *m, uint3
     return rc;
 }
 
+/* What a journal must have been made with to be resumed: the plan's
+ * metadata as it starts (every setting, the samples, the tool and the
+ * backend), the manifest's bytes, and each calibration sample file's size
+ * and modification time (a file that changed invalidates the journal). */
+static paro_err config_digest(const paro_manifest *m, const paro_plan *plan,
+                              const uint32_t *samples, size_t n_samples, uint32_t *crc_out,
+                              uint64_t *len_out, paro_errinfo *ei)
+{
+    char *meta = paro_plan_to_json(plan);
+    if (!meta)
+        return paro_error(ei, PARO_ERR_NOMEM, NULL, PARO_NO_OFFSET, "out of memory");
+    size_t len = strlen(meta);
+    uLong crc = crc32_z(crc32(0L, Z_NULL, 0), (const Bytef *)meta, len);
+    free(meta);
+    unsigned char word[8];
+    for (int i = 0; i < 4; i++)
+        word[i] = (unsigned char)(m->crc32 >> (8 * i));
+    crc = crc32(crc, word, 4);
+    len += 4;
+    for (size_t i = 0; i < n_samples; i++) {
+        char *path = paro_manifest_sample_path(m, samples[i]);
+        struct stat st;
+        int ok = path && stat(path, &st) == 0;
+        free(path);
+        if (!ok)
+            return paro_error(ei, PARO_ERR_IO, NULL, PARO_NO_OFFSET,
+                              "cannot stat the file of samples[%u]", samples[i]);
+        uint64_t facts[2] = {(uint64_t)st.st_size, (uint64_t)st.st_mtime};
+        for (int f = 0; f < 2; f++) {
+            for (int b = 0; b < 8; b++)
+                word[b] = (unsigned char)(facts[f] >> (8 * b));
+            crc = crc32(crc, word, 8);
+            len += 8;
+        }
+    }
+    *crc_out = (uint32_t)crc;
+    *len_out = len;
+    return PARO_OK;
+}
+
 /* ---- the driver -------------------------------------------------------- */
 
 /* auto: the GPU when this build has CUDA, a device is there and the kernels
@@ -402,6 +447,8 @@ paro_err paro_calibrate(const paro_manifest *m, const paro_calib_config *cfg,
     memset(stats, 0, sizeof stats);
     finisher fin;
     memset(&fin, 0, sizeof fin);
+    paro_journal *journal = NULL;
+    uint32_t *todo = NULL;
     paro_backend backend;
     memset(&backend, 0, sizeof backend);
     paro_plan_sample *plan_samples = NULL;
@@ -484,7 +531,31 @@ paro_err paro_calibrate(const paro_manifest *m, const paro_calib_config *cfg,
             goto done;
     }
 
-    paro_calib_progress prog = {0, (uint64_t)n_layers * n_samples, 0, 0};
+    /* Layers an earlier, interrupted run finished come from the journal. */
+    todo = malloc(n_layers * sizeof *todo);
+    if (!todo) {
+        rc = paro_error(ei, PARO_ERR_NOMEM, NULL, PARO_NO_OFFSET, "out of memory");
+        goto done;
+    }
+    uint32_t resumed = 0;
+    if (cfg->journal) {
+        uint32_t config_crc = 0;
+        uint64_t config_len = 0;
+        rc = config_digest(m, plan, samples, n_samples, &config_crc, &config_len, ei);
+        if (!rc)
+            rc = paro_journal_open(cfg->journal, config_crc, config_len, cfg->resume, plan,
+                                   &journal, &resumed, ei);
+        if (rc)
+            goto done;
+    }
+    fin.journal = journal;
+    uint32_t n_todo = 0;
+    for (uint32_t li = 0; li < n_layers; li++)
+        if (!paro_journal_has(journal, li))
+            todo[n_todo++] = li;
+    paro_calib_progress prog = {0, (uint64_t)n_todo * n_samples, 0, 0, resumed};
+    if (cfg->progress)
+        cfg->progress(cfg->progress_user, &prog);
     for (int i = 0; i < 2 && !rc; i++)
         rc = paro_block_stats_init(&stats[i], m->heads, cfg->n_buckets, (uint32_t)tiling.n_slots,
                                    tiling.nq, tiling.nk, ei);
@@ -493,8 +564,8 @@ paro_err paro_calibrate(const paro_manifest *m, const paro_calib_config *cfg,
     if (rc)
         goto done;
     int cur = 0; /* stats[cur] takes the layer being read */
-    for (uint32_t li = 0; li < n_layers; li++) {
-        const uint32_t layer = layers[li];
+    for (uint32_t ti = 0; ti < n_todo; ti++) {
+        const uint32_t li = todo[ti], layer = layers[li];
         uLong crc = crc32(0L, Z_NULL, 0);
         for (size_t si = 0; si < n_samples; si++) {
             if (cfg->stop && *cfg->stop) {
@@ -504,7 +575,7 @@ paro_err paro_calibrate(const paro_manifest *m, const paro_calib_config *cfg,
             rc = read_sample(&backend, m, samples[si], layer, cfg->threads, &crc, ei);
             if (rc)
                 goto done;
-            if (si == 0 && li > 0) {
+            if (si == 0 && ti > 0) {
                 /* The previous layer's last sample ran on the GPU while this
                  * one was read.  Collect it, score it on another thread, and
                  * start this layer in the other stats. */
@@ -513,7 +584,7 @@ paro_err paro_calibrate(const paro_manifest *m, const paro_calib_config *cfg,
                     rc = finisher_join(&fin, ei);
                 if (rc)
                     goto done;
-                finisher_start(&fin, plan, li - 1, &tiling, &stats[cur], cfg);
+                finisher_start(&fin, plan, todo[ti - 1], &tiling, &stats[cur], cfg);
                 cur ^= 1;
                 paro_block_stats_zero(&stats[cur], cfg->threads);
                 rc = backend.layer_begin(&backend, &stats[cur], ei);
@@ -533,18 +604,24 @@ paro_err paro_calibrate(const paro_manifest *m, const paro_calib_config *cfg,
         }
         plan->layer_crc32[li] = (uint32_t)crc;
     }
-    rc = backend.layer_end(&backend, ei);
-    if (!rc)
-        rc = finisher_join(&fin, ei);
-    if (!rc)
-        rc = finish_layer(plan, n_layers - 1, &tiling, &stats[cur], cfg, ei);
-    if (rc)
-        goto done;
+    if (n_todo > 0) {
+        rc = backend.layer_end(&backend, ei);
+        if (!rc)
+            rc = finisher_join(&fin, ei);
+        if (!rc) {
+            finisher_start(&fin, plan, todo[n_todo - 1], &tiling, &stats[cur], cfg);
+            rc = finisher_join(&fin, ei);
+        }
+        if (rc)
+            goto done;
+    }
     *out = plan;
     plan = NULL;
 
 done:
     finisher_join(&fin, NULL);
+    paro_journal_close(journal, 0);
+    free(todo);
     paro_block_stats_free(&stats[0]);
     paro_block_stats_free(&stats[1]);
     if (backend.close)

@@ -30,9 +30,10 @@ extern "C" {
 typedef enum paro_device { PARO_DEVICE_AUTO = 0, PARO_DEVICE_CPU = 1, PARO_DEVICE_CUDA = 2 } paro_device;
 
 typedef struct paro_calib_progress {
-    uint64_t done, total;  /* (layer, sample) steps */
+    uint64_t done, total;  /* (layer, sample) steps of this run */
     uint32_t layer;        /* model layer id being worked on */
     size_t sample;         /* manifest index of the sample just finished */
+    uint32_t resumed;      /* layers taken from the journal */
 } paro_calib_progress;
 
 typedef struct paro_calib_config {
@@ -49,7 +50,13 @@ typedef struct paro_calib_config {
     const uint32_t *samples; /* manifest sample indices, strictly increasing; NULL = all */
     size_t n_samples;
     uint64_t seed;           /* recorded in the plan */
-    /* Called on the calling thread after every (layer, sample) step. */
+    /* Journal of finished layers (NULL: none); with resume, layers already
+     * in it are not computed again.  The caller removes the file once the
+     * plan is written. */
+    const char *journal;
+    int resume;
+    /* Called on the calling thread once at the start (done = 0) and after
+     * every (layer, sample) step. */
     void (*progress)(void *user, const paro_calib_progress *p);
     void *progress_user;
     /* Polled between steps; when it becomes non-zero the run stops with

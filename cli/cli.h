@@ -25,7 +25,8 @@ enum {
     EXIT_USAGE = 2,   /* bad command line */
     EXIT_INPUT = 3,   /* invalid or corrupt input */
     EXIT_NO_CUDA = 4, /* CUDA requested but not available */
-    EXIT_SIGINT = 130
+    EXIT_SIGINT = 130, /* 128 + SIGINT: stopped by Ctrl-C */
+    EXIT_SIGTERM = 143 /* 128 + SIGTERM */
 };
 
 /* Verbosity: 0 silent, 1 errors, 2 warnings and results (default),

@@ -4,7 +4,7 @@
 #include <stdlib.h>   /* free, malloc */
 #include <string.h>   /* strcmp, strncmp, memset */
 #include <sys/stat.h> /* stat */
-#include <unistd.h>   /* sysconf */
+#include <unistd.h>   /* sysconf, unlink */
 
 #include "calibrate.h" /* paro_calibrate, paro_calib_config */
 #include "cli.h"
@@ -42,6 +42,8 @@ static const cli_help help = {
         "                          picked with --seed [default: all]\n"
         "      --seed S            seed for random:K [default: 0]\n"
         "      --device DEV        auto | cpu | cuda [default: auto]\n"
+        "      --resume            take the layers an interrupted run saved in\n"
+        "                          PLAN.journal instead of computing them again\n"
         "  -j, --threads N         worker threads [default: all cores]",
     .examples = "  paro calibrate -m capture/manifest.json -o model.paro\n"
                 "  paro calibrate -m capture/manifest.json -o model.paro --recall 0.95 "
@@ -61,26 +63,34 @@ enum {
     OPT_LAYERS,
     OPT_SAMPLES,
     OPT_SEED,
-    OPT_DEVICE
+    OPT_DEVICE,
+    OPT_RESUME
 };
 
-static volatile sig_atomic_t stop_requested;
+static volatile sig_atomic_t stop_requested; /* the signal that asked, or 0 */
 
 static void on_signal(int sig)
 {
-    (void)sig;
-    stop_requested = 1;
+    stop_requested = sig;
 }
 
 typedef struct progress_state {
     cli_progress bar;
     uint32_t n_layers;
     size_t n_samples;
+    const char *journal;
 } progress_state;
 
 static void on_progress(void *user, const paro_calib_progress *p)
 {
     progress_state *ps = user;
+    if (p->done == 0) {
+        if (p->resumed)
+            cli_log(2, "paro: resuming: %u of %u layers are in %s\n", p->resumed, ps->n_layers,
+                    ps->journal);
+        ps->bar.total = p->total;
+        return;
+    }
     char detail[96];
     uint64_t layer_no = ps->n_samples ? (p->done - 1) / ps->n_samples + 1 : 0;
     snprintf(detail, sizeof detail, "layer %llu/%u (model layer %u)", (unsigned long long)layer_no,
@@ -171,6 +181,7 @@ int cmd_calibrate(int argc, char **argv)
         {"samples", required_argument, NULL, OPT_SAMPLES},
         {"seed", required_argument, NULL, OPT_SEED},
         {"device", required_argument, NULL, OPT_DEVICE},
+        {"resume", no_argument, NULL, OPT_RESUME},
         {"threads", required_argument, NULL, 'j'},
         {NULL, 0, NULL, 0},
     };
@@ -232,6 +243,7 @@ int cmd_calibrate(int argc, char **argv)
                 bad = cli_usage_error("calibrate ", &help,
                                       "--device must be auto, cpu or cuda, not '%s'", optarg);
             break;
+        case OPT_RESUME: cfg.resume = 1; break;
         case 'j':
             bad = cli_parse_u32("--threads", optarg, 1, 1024, &u);
             cfg.threads = (int)u;
@@ -263,6 +275,7 @@ int cmd_calibrate(int argc, char **argv)
 
     int rc = EXIT_OK;
     uint32_t *layers = NULL, *samples = NULL, n;
+    char *journal = NULL;
     if (layers_arg) {
         if (cli_parse_list("--layers", layers_arg, m->layers, &layers, &n)) {
             rc = EXIT_USAGE;
@@ -289,8 +302,19 @@ int cmd_calibrate(int argc, char **argv)
         cfg.n_samples = n;
     }
 
+    /* Finished layers are journalled beside the plan, so an interrupted run
+     * can go on with --resume; the journal goes once the plan is written. */
+    journal = malloc(strlen(out_path) + sizeof ".journal");
+    if (!journal) {
+        rc = cli_error("out of memory");
+        goto done;
+    }
+    sprintf(journal, "%s.journal", out_path);
+    cfg.journal = journal;
+
     progress_state ps;
     memset(&ps, 0, sizeof ps);
+    ps.journal = journal;
     ps.n_layers = cfg.layers ? cfg.n_layers : m->layers;
     ps.n_samples = cfg.samples ? cfg.n_samples : m->n_samples;
     cli_progress_start(&ps.bar, "calibrate", (uint64_t)ps.n_layers * ps.n_samples);
@@ -300,6 +324,7 @@ int cmd_calibrate(int argc, char **argv)
     struct sigaction sa, old_int, old_term;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
+    sa.sa_flags = SA_RESETHAND; /* a second Ctrl-C stops at once */
     sigaction(SIGINT, &sa, &old_int);
     sigaction(SIGTERM, &sa, &old_term);
 
@@ -311,13 +336,21 @@ int cmd_calibrate(int argc, char **argv)
         err = paro_plan_write(plan, out_path, &ei);
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
-    if (err) {
+    if (err == PARO_ERR_INTERRUPTED) {
+        cli_error("interrupted; the layers finished so far are in %s: rerun with --resume to "
+                  "go on from there", journal);
+        rc = stop_requested == SIGTERM ? EXIT_SIGTERM : EXIT_SIGINT;
+    } else if (err) {
         rc = cli_fail(&ei);
+        if (ei.code != PARO_ERR_USAGE || !cfg.resume)
+            cli_log(3, "paro: finished layers, if any, are in %s (--resume)\n", journal);
     } else {
+        unlink(journal);
         summarize(plan, out_path, cli_now() - start);
     }
     paro_plan_free(plan);
 done:
+    free(journal);
     free(layers);
     free(samples);
     paro_manifest_free(m);

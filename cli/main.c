@@ -1,6 +1,7 @@
 /* paro — entry point: global options, the table of subcommands, and the
  * check of stdout at exit (git's run_builtin). */
 #include <errno.h>    /* errno, EPIPE */
+#include <signal.h>   /* signal, SIGXFSZ */
 #include <stdio.h>    /* fflush, ferror, fclose */
 #include <string.h>   /* strcmp, strerror, strspn */
 #include <sys/stat.h> /* fstat */
@@ -76,6 +77,9 @@ static int check_stdout(int rc)
 
 int main(int argc, char **argv)
 {
+    /* A write past RLIMIT_FSIZE should fail with EFBIG and a message, not
+     * kill the process before it can clean up. */
+    signal(SIGXFSZ, SIG_IGN);
     int i = 1;
     for (; i < argc && argv[i][0] == '-'; i++) {
         const char *a = argv[i];
