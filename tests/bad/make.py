@@ -1,0 +1,256 @@
+#!/usr/bin/env python3
+"""Writes the bad-input corpus under tests/bad/ (run from anywhere):
+
+    PARO=./paro python3 tests/bad/make.py
+
+Each case is a broken input that paro must refuse with a precise message and
+the right exit status, never a crash: manifest/NAME.json (with the good
+sample file beside it), safetensors/NAME/ (a manifest and one broken sample
+file), plan/NAME.paro.  tests/bad/run feeds each to paro and compares the
+exit status and the message with tests/bad/expected.txt.
+
+The good inputs the cases are cut from are made with `paro synth` and
+`paro calibrate`, so the corpus follows the current formats; the script is
+deterministic, and its output is committed (it is also the fuzzers' seed).
+"""
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PARO = os.environ.get("PARO", os.path.join(HERE, "..", "..", "paro"))
+
+
+def base_capture(tmp):
+    cap = os.path.join(tmp, "cap")
+    subprocess.run([PARO, "-q", "synth", "-o", cap, "--grid", "1x2x2", "--text", "1",
+                    "--layers", "2", "--heads", "2", "--head-dim", "4", "--samples", "1",
+                    "--seed", "1", "--dtype", "f32", "--no-v"], check=True)
+    plan = os.path.join(tmp, "good.paro")
+    subprocess.run([PARO, "-q", "calibrate", "-m", os.path.join(cap, "manifest.json"),
+                    "-o", plan, "--block", "2"], check=True)
+    with open(os.path.join(cap, "manifest.json")) as f:
+        manifest = json.load(f)
+    with open(os.path.join(cap, "s000.safetensors"), "rb") as f:
+        sample = f.read()
+    with open(plan, "rb") as f:
+        plan_bytes = f.read()
+    return manifest, sample, plan_bytes
+
+
+# ---- manifests: text edits of a good one --------------------------------------
+
+def manifest_cases(m):
+    def edit(fn):
+        d = json.loads(json.dumps(m))
+        fn(d)
+        return json.dumps(d)
+
+    def drop(key):
+        return edit(lambda d: d.pop(key))
+
+    def set_(key, value):
+        def fn(d):
+            d[key] = value
+        return edit(fn)
+
+    def sample(key, value):
+        def fn(d):
+            d["samples"][0][key] = value
+        return edit(fn)
+
+    good = json.dumps(m)
+    return {
+        "empty": "",
+        "not_json": "this is not json\n",
+        "array_root": "[1, 2, 3]",
+        "truncated": good[: len(good) // 2],
+        "trailing_garbage": good + " }",
+        "bom": "\ufeff" + good,
+        "invalid_utf8": good.replace('"paro-synth"', '"paro-\udcff"'),
+        "nan_literal": good.replace('"heads": 2', '"heads": NaN'),
+        "missing_grid": drop("grid"),
+        "missing_samples": drop("samples"),
+        "unknown_key": set_("colour", "blue"),
+        "case_variant_key": good.replace('"grid"', '"Grid"'),
+        "duplicate_key": good.replace('"heads": 2', '"heads": 2, "heads": 3'),
+        "wrong_format": set_("format", "paro-plan"),
+        "version_2": set_("version", 2),
+        "grid_two_axes": set_("grid", [2, 2]),
+        "grid_zero_axis": set_("grid", [1, 0, 2]),
+        "grid_negative": set_("grid", [1, -2, 2]),
+        "grid_float": set_("grid", [1, 2.5, 2]),
+        "grid_overflow": set_("grid", [65536, 65536, 65536]),
+        "text_negative": set_("text_tokens", -1),
+        "text_position_middle": set_("text_position", "middle"),
+        "layers_zero": set_("layers", 0),
+        "layers_huge": set_("layers", 10 ** 9),
+        "heads_string": set_("heads", "2"),
+        "head_dim_zero": set_("head_dim", 0),
+        "scale_negative": set_("scale", -0.5),
+        "layout_bad": set_("layout", "NDH"),
+        "tensor_name_no_layer": set_("tensor_names", {"q": "layers.q"}),
+        "tensor_name_unknown_kind": set_("tensor_names", {"x": "layers.{layer}.x"}),
+        "steps_zero": set_("steps", 0),
+        "timestep_max_zero": set_("timestep_max", 0),
+        "samples_empty": set_("samples", []),
+        "sample_absolute_path": sample("file", "/etc/passwd"),
+        "sample_dotdot_path": sample("file", "../cap/s000.safetensors"),
+        "sample_timestep_range": sample("timestep", 1200),
+        "sample_prompt_negative": sample("prompt", -1),
+        "sample_step_without_steps": sample("step", 3),
+        "sample_unknown_key": sample("weight", 1),
+        "sample_missing_file": sample("file", "nowhere.safetensors"),
+        "sample_is_folder": sample("file", "."),
+        # valid JSON whose shape disagrees with the tensors
+        "heads_mismatch": set_("heads", 3),
+        "grid_mismatch": set_("grid", [1, 2, 3]),
+        "head_dim_mismatch": set_("head_dim", 8),
+        "layout_mismatch": set_("layout", "NHD"),
+        "layers_missing_in_file": set_("layers", 3),
+        "tensor_names_absent": set_("tensor_names", {"q": "blocks.{layer}.q"}),
+    }
+
+
+# ---- safetensors: byte edits of a good sample file ---------------------------
+
+def st_cases(sample):
+    n = struct.unpack("<Q", sample[:8])[0]
+    header = json.loads(sample[8 : 8 + n])
+    data = sample[8 + n :]
+
+    def rebuild(h, payload=data):
+        raw = json.dumps(h).encode()
+        raw += b" " * (-len(raw) % 8)
+        return struct.pack("<Q", len(raw)) + raw + payload
+
+    def hedit(fn):
+        h = json.loads(json.dumps(header))
+        fn(h)
+        return rebuild(h)
+
+    def tensor(name, key, value):
+        def fn(h):
+            h[name][key] = value
+        return hedit(fn)
+
+    first = "layers.0.q"
+    begin = header[first]["data_offsets"][0]
+
+    def nan_at(index, value):
+        b = bytearray(sample)
+        struct.pack_into("<f", b, 8 + n + begin + 4 * index, value)
+        return bytes(b)
+
+    cases = {
+        "empty": b"",
+        "short_length": sample[:4],
+        "length_only": sample[:8],
+        "cut_in_header": sample[: 8 + n // 2],
+        "cut_in_data": sample[: len(sample) - 5],
+        "cut_at_tensor_boundary": sample[: 8 + n + header[first]["data_offsets"][1]],
+        "header_size_past_end": struct.pack("<Q", len(sample)) + sample[8:],
+        "header_size_huge": struct.pack("<Q", 1 << 40) + sample[8:],
+        "trailing_byte": sample + b"\0",
+        "header_not_object": rebuild([1, 2]),
+        "header_bad_json": sample[:8] + b"[" + sample[9:],
+        "unknown_dtype": tensor(first, "dtype", "Q4"),
+        "unloadable_dtype": tensor(first, "dtype", "I32"),
+        "negative_shape": tensor(first, "shape", [-2, 5, 4]),
+        "float_shape": tensor(first, "shape", [2, 5.5, 4]),
+        "shape_product_overflow": tensor(first, "shape", [2 ** 40, 2 ** 40, 4]),
+        "shape_bytes_mismatch": tensor(first, "shape", [2, 5, 2]),
+        "offsets_out_of_order": tensor(first, "data_offsets", [8, 4]),
+        "offsets_gap": tensor("layers.1.k", "data_offsets",
+                              [header["layers.1.k"]["data_offsets"][0] + 8,
+                               header["layers.1.k"]["data_offsets"][1] + 8]),
+        "offsets_overlap": tensor("layers.0.k", "data_offsets",
+                                  [header["layers.0.k"]["data_offsets"][0] - 8,
+                                   header["layers.0.k"]["data_offsets"][1] - 8]),
+        "missing_data_offsets": hedit(lambda h: h[first].pop("data_offsets")),
+        "extra_field": tensor(first, "extra", 1),
+        "case_variant_field": hedit(lambda h: h[first].update({"DTYPE": h[first].pop("dtype")})),
+        "duplicate_name": sample[:8] + sample[8 : 8 + n].replace(b'"layers.0.k"', b'"layers.0.q"')
+        + data,
+        "metadata_not_strings": hedit(lambda h: h.update({"__metadata__": {"a": 1}})),
+        "missing_layer_tensor": None,  # filled below: a header without layers.1.k
+        "nan_in_q": nan_at(3, float("nan")),
+        "inf_in_q": nan_at(7, float("inf")),
+        "wrong_rank": None,
+    }
+    # Drop a tensor: rebuild header and data without it (offsets stay contiguous).
+    def without(name):
+        h = {}
+        payload = b""
+        for key in sorted(header, key=lambda k: header[k]["data_offsets"][0] if k != "__metadata__" else -1):
+            if key == "__metadata__" or key == name:
+                continue
+            b0, b1 = header[key]["data_offsets"]
+            h[key] = dict(header[key], data_offsets=[len(payload), len(payload) + b1 - b0])
+            payload += data[b0:b1]
+        return rebuild(h, payload)
+    cases["missing_layer_tensor"] = without("layers.1.k")
+    cases["wrong_rank"] = tensor(first, "shape", [10, 4])
+    return cases
+
+
+# ---- plans: byte edits of a good plan ----------------------------------------
+
+def plan_cases(plan):
+    n_sections = struct.unpack_from("<I", plan, 24)[0]
+    table_end = 64 + 48 * n_sections
+
+    def flip(at):
+        b = bytearray(plan)
+        b[at] ^= 0x01
+        return bytes(b)
+
+    first_section = struct.unpack_from("<Q", plan, 64 + 8)[0]
+    return {
+        "empty": b"",
+        "not_a_plan": b"hello, I am not a plan\n",
+        "cut_in_header": plan[:40],
+        "cut_in_table": plan[: table_end - 10],
+        "cut_in_section": plan[: first_section + 20],
+        "cut_one_byte": plan[:-1],
+        "trailing_byte": plan + b"\0",
+        "bad_magic": b"\x97PAR\r\n\x1a\r" + plan[8:],
+        "major_2": plan[:8] + struct.pack("<H", 2) + plan[10:],
+        "byte_swapped": plan[:8] + struct.pack(">H", 1) + plan[10:],
+        "header_crc": flip(50),
+        "table_entry": flip(64 + 48 + 9),
+        "meta_byte": flip(first_section + 10),
+        "last_byte": flip(len(plan) - 1),
+    }
+
+
+def write(path, content):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    mode = "wb" if isinstance(content, bytes) else "w"
+    with open(path, mode, **({} if mode == "wb" else {"encoding": "utf-8", "errors": "surrogateescape"})) as f:
+        f.write(content)
+
+
+def main():
+    with tempfile.TemporaryDirectory() as tmp:
+        manifest, sample, plan = base_capture(tmp)
+    for sub in ("manifest", "safetensors", "plan"):
+        shutil.rmtree(os.path.join(HERE, sub), ignore_errors=True)
+    write(os.path.join(HERE, "manifest", "s000.safetensors"), sample)
+    for name, text in manifest_cases(manifest).items():
+        write(os.path.join(HERE, "manifest", name + ".json"), text)
+    for name, content in st_cases(sample).items():
+        write(os.path.join(HERE, "safetensors", name, "manifest.json"), json.dumps(manifest))
+        write(os.path.join(HERE, "safetensors", name, "s000.safetensors"), content)
+    for name, content in plan_cases(plan).items():
+        write(os.path.join(HERE, "plan", name + ".paro"), content)
+    print(f"{len(manifest_cases(manifest)) + len(st_cases(sample)) + len(plan_cases(plan))} cases",
+          file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
