@@ -77,6 +77,8 @@ CLI_OBJ := $(CLI_C:%.c=$(BUILD)/%.o)
 LIB := $(BUILD)/libparo.a
 BIN := $(BUILD)/paro
 
+FUZZ_TARGETS := manifest safetensors plan
+REPLAYS := $(FUZZ_TARGETS:%=$(BUILD)/tests/replay_%)
 CPU_TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(filter-out tests/check_cuda%.c,$(wildcard tests/check_*.c)))
 CUDA_TESTS := $(if $(filter 1,$(HAVE_CUDA)),$(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/check_cuda*.c)))
 TEST_UTIL_OBJ := $(BUILD)/tests/testutil.o
@@ -128,6 +130,36 @@ $(BUILD)/tests/bench_%: tests/bench/bench_%.c $(LIB) $(BUILD)/FLAGS
 ## bench: build the GPU benchmark helpers (tests/bench/)
 bench: $(BIN) $(if $(filter 1,$(HAVE_CUDA)),$(BUILD)/tests/bench_cuda)
 
+# Fuzz targets: replayed over the regression corpus by `make test` (normal
+# compiler), or fuzzed by `make fuzz` (clang + libFuzzer, in build-fuzz/).
+$(BUILD)/tests/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c tests/fuzz/fuzz_input.c $(LIB) $(BUILD)/FLAGS
+	@mkdir -p $(dir $@)
+	$(call quiet,CC,$<)$(CC) $(CFLAGS) -Itests/fuzz $(filter %.c,$^) $(LIB) $(LDFLAGS) $(LIBS) $(CUDA_LIBS) -o $@
+
+$(BUILD)/tests/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_input.c $(LIB) $(BUILD)/FLAGS
+	@mkdir -p $(dir $@)
+	$(call quiet,CC,$<)$(CC) $(CFLAGS) -fsanitize=fuzzer -Itests/fuzz $(filter %.c,$^) $(LIB) $(LDFLAGS) -fsanitize=fuzzer $(LIBS) -o $@
+
+FUZZ_SECONDS ?= 60
+FUZZ_JOBS ?= 1
+.PHONY: fuzz fuzz-run
+## fuzz: run every libFuzzer target for FUZZ_SECONDS each (clang; build-fuzz/);
+##       crashes land in build-fuzz/crashes/TARGET/: fix, then add them to tests/fuzz/corpus/
+fuzz:
+	$(Q)$(MAKE) --no-print-directory BUILD=build-fuzz CC=clang HAVE_CUDA=0 \
+	  SANITIZE=fuzzer-no-link,address,undefined fuzz-run
+
+fuzz-run: $(FUZZ_TARGETS:%=$(BUILD)/tests/fuzz_%)
+	$(Q)for t in $(FUZZ_TARGETS); do \
+	  mkdir -p $(BUILD)/corpus/$$t $(BUILD)/crashes/$$t; \
+	  echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
+	  $(BUILD)/tests/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
+	    $(if $(filter-out 1,$(FUZZ_JOBS)),-jobs=$(FUZZ_JOBS) -workers=$(FUZZ_JOBS)) -print_final_stats=1 \
+	    -artifact_prefix=$(BUILD)/crashes/$$t/ $(BUILD)/corpus/$$t tests/fuzz/corpus/$$t \
+	    $$(case $$t in manifest) echo tests/bad/manifest;; safetensors) echo tests/bad/safetensors;; \
+	       plan) echo tests/bad/plan;; esac) || exit 1; \
+	done
+
 $(BUILD)/tests/testutil.o: tests/testutil.c $(BUILD)/FLAGS
 	@mkdir -p $(dir $@)
 	$(call quiet,CC,$<)$(CC) $(CFLAGS) $(CHECK_CFLAGS) -Itests -c $< -o $@
@@ -142,7 +174,7 @@ test:
 	$(Q)$(MAKE) --no-print-directory test-run
 
 .PHONY: test-run
-test-run: $(BIN) $(CPU_TESTS) $(CUDA_TESTS)
+test-run: $(BIN) $(CPU_TESTS) $(CUDA_TESTS) $(REPLAYS)
 	$(Q)BUILD=$(BUILD) PARO=$(BIN) PYTHON=$(PYTHON) REQUIRE_CUDA=$(REQUIRE_CUDA) \
 	  tests/run-all $(CPU_TESTS) $(CUDA_TESTS)
 
@@ -162,7 +194,7 @@ uninstall:
 
 ## clean: remove build outputs
 clean:
-	rm -rf build build-san paro
+	rm -rf build build-san build-fuzz paro
 
 ## help: this list
 help:
