@@ -350,6 +350,52 @@ static paro_err config_digest(const paro_manifest *m, const paro_plan *plan,
     return PARO_OK;
 }
 
+/* "1.5 GiB", "12.0 MiB", "900 KiB" into buf (32 bytes). */
+static const char *human_bytes(double bytes, char *buf)
+{
+    const double kib = 1024.0, mib = kib * 1024.0, gib = mib * 1024.0;
+    if (bytes >= gib)
+        snprintf(buf, 32, "%.2f GiB", bytes / gib);
+    else if (bytes >= mib)
+        snprintf(buf, 32, "%.1f MiB", bytes / mib);
+    else
+        snprintf(buf, 32, "%.0f KiB", bytes / kib);
+    return buf;
+}
+
+/* Host memory a run holds at once, estimated before anything big is
+ * allocated, so that a layer that cannot fit is refused with the numbers
+ * rather than killed half-way. */
+static paro_err check_memory(const paro_tiling *t, const paro_manifest *m,
+                             const paro_calib_config *cfg, paro_errinfo *ei)
+{
+    if (cfg->max_memory == 0)
+        return PARO_OK;
+    const double nt = (double)paro_tiling_tiles(t), slots = (double)t->n_slots;
+    const double heads = (double)m->heads;
+    const double workers = (double)(cfg->threads < (int)m->heads ? cfg->threads : (int)m->heads);
+    /* Q and K of one layer-sample, as f32 */
+    const double inputs = 2.0 * heads * m->n_tokens * m->head_dim * 4.0;
+    /* two sets of fp64 block statistics: the layer read and the one scored */
+    const double stats = 2.0 * (cfg->n_buckets + 1.0) * heads * slots * nt * 8.0;
+    /* per worker: the CPU kernel's scratch and one head's tile stats, or the
+     * scoring scratch (the larger) */
+    const double per_worker = (double)paro_tile_stats_scratch_bytes(t, m->head_dim) +
+                              2.0 * slots * nt * 8.0 + 8.0 * nt * 4.0;
+    const double keep = heads * cfg->n_buckets * nt;
+    const double need = inputs + stats + workers * per_worker + keep;
+    if (need <= (double)cfg->max_memory)
+        return PARO_OK;
+    char a[32], b[32], c[32], d[32], e[32];
+    return paro_error(ei, PARO_ERR_NOMEM, NULL, PARO_NO_OFFSET,
+                      "a layer needs about %s of memory (Q and K of a sample %s, block "
+                      "statistics %s, %d workers %s) but --max-memory allows %s; use fewer "
+                      "threads, larger blocks or fewer timestep buckets",
+                      human_bytes(need, a), human_bytes(inputs, b), human_bytes(stats, c),
+                      (int)workers, human_bytes(workers * per_worker, d),
+                      human_bytes((double)cfg->max_memory, e));
+}
+
 /* ---- the driver -------------------------------------------------------- */
 
 /* auto: the GPU when this build has CUDA, a device is there and the kernels
@@ -470,6 +516,8 @@ paro_err paro_calibrate(const paro_manifest *m, const paro_calib_config *cfg,
 
     rc = paro_tiling_init(&tiling, m->grid, m->text_tokens, m->text_last, cfg->block_q,
                           cfg->block_k, ei);
+    if (!rc)
+        rc = check_memory(&tiling, m, cfg, ei);
     if (!rc)
         rc = open_backend(&backend, &tiling, m, cfg, ei);
     if (rc)

@@ -50,6 +50,7 @@ typedef struct paro_calib_config {
     const uint32_t *samples; /* manifest sample indices, strictly increasing; NULL = all */
     size_t n_samples;
     uint64_t seed;           /* recorded in the plan */
+    uint64_t max_memory;     /* host bytes a run may hold; 0 = no limit */
     /* Journal of finished layers (NULL: none); with resume, layers already
      * in it are not computed again.  The caller removes the file once the
      * plan is written. */

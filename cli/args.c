@@ -170,6 +170,29 @@ int cli_parse_double(const char *opt, const char *s, double min, double max, dou
     return 0;
 }
 
+int cli_parse_size(const char *opt, const char *s, uint64_t *out)
+{
+    if (!s || !*s)
+        return bad_value(opt, "", "expected a size such as 16G");
+    errno = 0;
+    char *end;
+    double v = strtod(s, &end);
+    double unit = 1.0;
+    switch (*end) {
+    case 'K': case 'k': unit = 1024.0; end++; break;
+    case 'M': case 'm': unit = 1024.0 * 1024.0; end++; break;
+    case 'G': case 'g': unit = 1024.0 * 1024.0 * 1024.0; end++; break;
+    case 'T': case 't': unit = 1024.0 * 1024.0 * 1024.0 * 1024.0; end++; break;
+    default: break;
+    }
+    if (*end == 'B' || *end == 'b')
+        end++;
+    if (*end || errno == ERANGE || !isfinite(v) || v <= 0 || v * unit >= 1.8e19)
+        return bad_value(opt, s, "expected a size such as 512M, 16G or 1.5T");
+    *out = (uint64_t)(v * unit);
+    return 0;
+}
+
 /* Splits "AxB[xC]" into up to `want` positive integers. */
 static int parse_dims(const char *opt, const char *s, uint32_t *out, int want, int allow_fewer,
                       int *got)

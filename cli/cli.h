@@ -73,6 +73,8 @@ enum { OPT_PROGRESS = 200, OPT_NO_PROGRESS, OPT_COMMON_LAST };
 int cli_parse_u32(const char *opt, const char *s, uint32_t min, uint32_t max, uint32_t *out);
 int cli_parse_u64(const char *opt, const char *s, uint64_t max, uint64_t *out);
 int cli_parse_double(const char *opt, const char *s, double min, double max, double *out);
+/* "512M", "16G", "1.5T", or bytes; binary units (K = 1024). */
+int cli_parse_size(const char *opt, const char *s, uint64_t *out);
 /* "5x12x16" */
 int cli_parse_grid(const char *opt, const char *s, uint32_t out[3]);
 /* "64" or "128x64" (query x key) */

@@ -42,6 +42,8 @@ static const cli_help help = {
         "                          picked with --seed [default: all]\n"
         "      --seed S            seed for random:K [default: 0]\n"
         "      --device DEV        auto | cpu | cuda [default: auto]\n"
+        "      --max-memory SIZE   refuse up front a run that would need more host\n"
+        "                          memory, e.g. 16G [default: 80% of this machine's]\n"
         "      --resume            take the layers an interrupted run saved in\n"
         "                          PLAN.journal instead of computing them again\n"
         "  -j, --threads N         worker threads [default: all cores]",
@@ -64,7 +66,8 @@ enum {
     OPT_SAMPLES,
     OPT_SEED,
     OPT_DEVICE,
-    OPT_RESUME
+    OPT_RESUME,
+    OPT_MAX_MEMORY
 };
 
 static volatile sig_atomic_t stop_requested; /* the signal that asked, or 0 */
@@ -182,6 +185,7 @@ int cmd_calibrate(int argc, char **argv)
         {"seed", required_argument, NULL, OPT_SEED},
         {"device", required_argument, NULL, OPT_DEVICE},
         {"resume", no_argument, NULL, OPT_RESUME},
+        {"max-memory", required_argument, NULL, OPT_MAX_MEMORY},
         {"threads", required_argument, NULL, 'j'},
         {NULL, 0, NULL, 0},
     };
@@ -189,6 +193,9 @@ int cmd_calibrate(int argc, char **argv)
     paro_calib_config_default(&cfg);
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     cfg.threads = cores > 0 ? (int)cores : 1;
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    if (pages > 0 && page > 0)
+        cfg.max_memory = (uint64_t)((double)pages * (double)page * 0.8);
     const char *manifest_path = NULL, *out_path = NULL, *layers_arg = NULL,
                *samples_arg = NULL;
     int targets = 0;
@@ -244,6 +251,7 @@ int cmd_calibrate(int argc, char **argv)
                                       "--device must be auto, cpu or cuda, not '%s'", optarg);
             break;
         case OPT_RESUME: cfg.resume = 1; break;
+        case OPT_MAX_MEMORY: bad = cli_parse_size("--max-memory", optarg, &cfg.max_memory); break;
         case 'j':
             bad = cli_parse_u32("--threads", optarg, 1, 1024, &u);
             cfg.threads = (int)u;
