@@ -138,7 +138,7 @@ $(BUILD)/tests/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c tests/fuzz/fuzz
 
 $(BUILD)/tests/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_input.c $(LIB) $(BUILD)/FLAGS
 	@mkdir -p $(dir $@)
-	$(call quiet,CC,$<)$(CC) $(CFLAGS) -fsanitize=fuzzer -Itests/fuzz $(filter %.c,$^) $(LIB) $(LDFLAGS) -fsanitize=fuzzer $(LIBS) -o $@
+	$(call quiet,CC,$<)$(CC) $(CFLAGS) -fsanitize=fuzzer -DPARO_FUZZ_MUTATOR -Itests/fuzz $(filter %.c,$^) $(LIB) $(LDFLAGS) -fsanitize=fuzzer $(LIBS) -o $@
 
 FUZZ_SECONDS ?= 60
 FUZZ_JOBS ?= 1
