@@ -3,7 +3,8 @@
  * (calib/backend_cuda.c over kernels/).  The driver (calibrate.c) sees only
  * this interface:
  *
- *     layer_begin(stats)            stats zeroed, to be filled for one layer
+ *     layer_begin(stats)            stats (whatever they hold) to be filled
+ *                                   for one layer: the backend clears them
  *     for each sample:
  *         buffers(&q, &k)           where to read the sample's Q and K
  *         ... read them ...

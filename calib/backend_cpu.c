@@ -35,8 +35,10 @@ static void head_stats(void *ctx, uint32_t h, int worker)
 
 static paro_err cpu_layer_begin(paro_backend *b, paro_block_stats *stats, paro_errinfo *ei)
 {
+    cpu_state *cpu = b->state;
     (void)ei;
-    ((cpu_state *)b->state)->stats = stats;
+    cpu->stats = stats;
+    paro_block_stats_zero(stats, cpu->threads); /* samples are added into them */
     return PARO_OK;
 }
 

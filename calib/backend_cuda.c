@@ -1,5 +1,6 @@
 /* paro — the GPU backend: the driver's interface over kernels/kernels.h. */
 #include <stdlib.h> /* calloc, malloc, free */
+#include <string.h> /* memset */
 
 #include "backend.h"
 #include "kernels.h"  /* paro_cuda_* */
@@ -12,7 +13,9 @@ typedef struct cuda_state {
     const float *mass, *peak; /* the layer's sums, from layer_end */
 } cuda_state;
 
-/* Adds one head's rows of the GPU's f32 sums into the fp64 statistics. */
+/* One head's rows of the GPU's f32 sums into the fp64 statistics: they are
+ * the layer's whole sums, so they replace what the stats held (no clearing
+ * pass is needed). */
 static void add_head(void *arg, uint32_t item, int worker)
 {
     cuda_state *cs = arg;
@@ -26,13 +29,15 @@ static void add_head(void *arg, uint32_t item, int worker)
     double *to = item < mass_rows ? st->mass + (size_t)item * row
                                   : st->peak + (size_t)(item - mass_rows) * row;
     for (size_t i = 0; i < row; i++)
-        to[i] += from[i];
+        to[i] = from[i];
 }
 
 static paro_err cuda_layer_begin(paro_backend *b, paro_block_stats *stats, paro_errinfo *ei)
 {
     cuda_state *cs = b->state;
     cs->stats = stats;
+    /* The counts are the driver's, added per sample. */
+    memset(stats->count, 0, (size_t)stats->n_buckets * stats->heads * sizeof *stats->count);
     return paro_cuda_layer_begin(cs->ctx, ei);
 }
 

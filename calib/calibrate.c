@@ -7,6 +7,7 @@
 #include <stdlib.h>   /* calloc, free, aligned_alloc */
 #include <string.h>   /* memset, strlen */
 #include <sys/stat.h> /* stat */
+#include <time.h>     /* clock_gettime */
 #include <zlib.h>     /* crc32, crc32_z, crc32_combine */
 
 #include "backend.h"    /* paro_backend */
@@ -190,7 +191,15 @@ static paro_err finish_layer(paro_plan *plan, uint32_t slot_l, const paro_tiling
 
 /* Scoring a finished layer on its own thread, while the next one is read
  * and computed. */
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
 typedef struct finisher {
+    double seconds;        /* spent scoring, all layers */
     pthread_t tid;
     int running;
     paro_journal *journal; /* finished layers are saved here (may be NULL) */
@@ -206,9 +215,11 @@ typedef struct finisher {
 static void *finisher_main(void *arg)
 {
     finisher *f = arg;
+    double start = now_s();
     f->rc = finish_layer(f->plan, f->slot_l, f->t, f->st, f->cfg, &f->ei);
     if (!f->rc && f->journal)
         f->rc = paro_journal_append(f->journal, f->plan, f->slot_l, &f->ei);
+    f->seconds += now_s() - start;
     return NULL;
 }
 
@@ -495,6 +506,7 @@ paro_err paro_calibrate(const paro_manifest *m, const paro_calib_config *cfg,
     memset(&fin, 0, sizeof fin);
     paro_journal *journal = NULL;
     uint32_t *todo = NULL;
+    paro_calib_timing timing = {0, 0, 0, 0};
     paro_backend backend;
     memset(&backend, 0, sizeof backend);
     paro_plan_sample *plan_samples = NULL;
@@ -620,26 +632,31 @@ paro_err paro_calibrate(const paro_manifest *m, const paro_calib_config *cfg,
                 rc = paro_error(ei, PARO_ERR_INTERRUPTED, NULL, PARO_NO_OFFSET, "interrupted");
                 goto done;
             }
+            double t0 = now_s();
             rc = read_sample(&backend, m, samples[si], layer, cfg->threads, &crc, ei);
+            timing.read += now_s() - t0;
             if (rc)
                 goto done;
             if (si == 0 && ti > 0) {
                 /* The previous layer's last sample ran on the GPU while this
                  * one was read.  Collect it, score it on another thread, and
                  * start this layer in the other stats. */
+                t0 = now_s();
                 rc = backend.layer_end(&backend, ei);
+                timing.collect += now_s() - t0;
                 if (!rc)
                     rc = finisher_join(&fin, ei);
                 if (rc)
                     goto done;
                 finisher_start(&fin, plan, todo[ti - 1], &tiling, &stats[cur], cfg);
                 cur ^= 1;
-                paro_block_stats_zero(&stats[cur], cfg->threads);
                 rc = backend.layer_begin(&backend, &stats[cur], ei);
                 if (rc)
                     goto done;
             }
+            t0 = now_s();
             rc = backend.submit(&backend, bucket[si], ei);
+            timing.submit += now_s() - t0;
             if (rc)
                 goto done;
             for (uint32_t h = 0; h < m->heads; h++)
@@ -653,7 +670,9 @@ paro_err paro_calibrate(const paro_manifest *m, const paro_calib_config *cfg,
         plan->layer_crc32[li] = (uint32_t)crc;
     }
     if (n_todo > 0) {
+        double t0 = now_s();
         rc = backend.layer_end(&backend, ei);
+        timing.collect += now_s() - t0;
         if (!rc)
             rc = finisher_join(&fin, ei);
         if (!rc) {
@@ -668,6 +687,9 @@ paro_err paro_calibrate(const paro_manifest *m, const paro_calib_config *cfg,
 
 done:
     finisher_join(&fin, NULL);
+    timing.score = fin.seconds;
+    if (cfg->timing)
+        *cfg->timing = timing;
     paro_journal_close(journal, 0);
     free(todo);
     paro_block_stats_free(&stats[0]);

@@ -36,6 +36,16 @@ typedef struct paro_calib_progress {
     uint32_t resumed;      /* layers taken from the journal */
 } paro_calib_progress;
 
+/* Where the time of a run went (seconds, wall clock on the driving thread;
+ * scoring runs beside it on its own thread). */
+typedef struct paro_calib_timing {
+    double read;     /* reading samples (and their digest) */
+    double submit;   /* handing them to the backend: the CPU's compute, or
+                        the GPU's upload */
+    double collect;  /* waiting for a layer's results and taking them */
+    double score;    /* scoring and masks, on the scoring thread */
+} paro_calib_timing;
+
 typedef struct paro_calib_config {
     uint32_t block_q, block_k;
     paro_mask_target target;
@@ -63,6 +73,8 @@ typedef struct paro_calib_config {
     /* Polled between steps; when it becomes non-zero the run stops with
      * PARO_ERR_INTERRUPTED.  May be NULL. */
     volatile sig_atomic_t *stop;
+    /* Filled with where the time went, when not NULL. */
+    paro_calib_timing *timing;
 } paro_calib_config;
 
 void paro_calib_config_default(paro_calib_config *c);

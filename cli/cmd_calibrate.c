@@ -336,6 +336,8 @@ int cmd_calibrate(int argc, char **argv)
     sigaction(SIGINT, &sa, &old_int);
     sigaction(SIGTERM, &sa, &old_term);
 
+    paro_calib_timing timing;
+    cfg.timing = &timing;
     double start = cli_now();
     paro_plan *plan = NULL;
     paro_err err = paro_calibrate(m, &cfg, &plan, &ei);
@@ -355,6 +357,10 @@ int cmd_calibrate(int argc, char **argv)
     } else {
         unlink(journal);
         summarize(plan, out_path, cli_now() - start);
+        cli_log(4, "paro: time: reading %.2f s, %s %.2f s, collecting layers %.2f s; scoring "
+                   "%.2f s beside them\n",
+                timing.read, strcmp(plan->backend, "cuda") ? "computing" : "uploading",
+                timing.submit, timing.collect, timing.score);
     }
     paro_plan_free(plan);
 done:
