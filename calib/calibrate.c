@@ -160,32 +160,47 @@ static void finish_head(void *ctx, uint32_t h, int worker)
     }
 }
 
+/* The buffers finish_layer needs, kept from one layer to the next. */
+typedef struct layer_space {
+    uint8_t *keep;
+    unsigned char *scratch;
+} layer_space;
+
+static void layer_space_free(layer_space *sp)
+{
+    free(sp->keep);
+    free(sp->scratch);
+    sp->keep = NULL;
+    sp->scratch = NULL;
+}
+
 static paro_err finish_layer(paro_plan *plan, uint32_t slot_l, const paro_tiling *t,
                              const paro_block_stats *st, const paro_calib_config *cfg,
-                             paro_errinfo *ei)
+                             layer_space *sp, paro_errinfo *ei)
 {
     const size_t nt = paro_tiling_tiles(t);
     const int workers = cfg->threads < (int)plan->heads ? cfg->threads : (int)plan->heads;
-    layer_job job = {plan, slot_l, t, st, cfg, NULL, NULL, layer_scratch_bytes(nt)};
-    job.keep = malloc((size_t)plan->heads * plan->n_buckets * nt);
-    job.scratch = aligned_alloc(64, (size_t)workers * job.scratch_bytes);
-    if (!job.keep || !job.scratch) {
-        free(job.keep);
-        free(job.scratch);
+    layer_job job = {plan, slot_l, t, st, cfg, sp->keep, sp->scratch, layer_scratch_bytes(nt)};
+    if (!job.keep)
+        job.keep = sp->keep = malloc((size_t)plan->heads * plan->n_buckets * nt);
+    if (!job.scratch)
+        job.scratch = sp->scratch = aligned_alloc(64, (size_t)workers * job.scratch_bytes);
+    if (!job.keep || !job.scratch)
         return paro_error(ei, PARO_ERR_NOMEM, NULL, PARO_NO_OFFSET,
                           "out of memory for the masks of a layer");
-    }
     paro_parallel_for(workers, plan->heads, finish_head, &job);
-    for (uint32_t h = 0; h < plan->heads; h++)
-        for (uint32_t b = 0; b < plan->n_buckets; b++) {
+    /* Pack the kept tiles: bit ((b*heads + h)*nq*nk + tile), LSB first
+     * (PLAN.md's MASKS), one (bucket, head) run after the other. */
+    uint8_t *bits = plan->masks[slot_l];
+    memset(bits, 0, paro_plan_mask_bytes(plan));
+    for (uint32_t b = 0; b < plan->n_buckets; b++)
+        for (uint32_t h = 0; h < plan->heads; h++) {
             const uint8_t *keep = job.keep + ((size_t)h * plan->n_buckets + b) * nt;
-            for (uint32_t a = 0; a < t->nq; a++)
-                for (uint32_t kb = 0; kb < t->nk; kb++)
-                    if (keep[(size_t)a * t->nk + kb])
-                        paro_plan_mask_set(plan, slot_l, b, h, a, kb, 1);
+            const uint64_t base = ((uint64_t)b * plan->heads + h) * nt;
+            for (size_t i = 0; i < nt; i++)
+                if (keep[i])
+                    bits[(base + i) >> 3] |= (uint8_t)(1u << ((base + i) & 7));
         }
-    free(job.keep);
-    free(job.scratch);
     return PARO_OK;
 }
 
@@ -200,6 +215,7 @@ static double now_s(void)
 
 typedef struct finisher {
     double seconds;        /* spent scoring, all layers */
+    layer_space space;
     pthread_t tid;
     int running;
     paro_journal *journal; /* finished layers are saved here (may be NULL) */
@@ -216,7 +232,7 @@ static void *finisher_main(void *arg)
 {
     finisher *f = arg;
     double start = now_s();
-    f->rc = finish_layer(f->plan, f->slot_l, f->t, f->st, f->cfg, &f->ei);
+    f->rc = finish_layer(f->plan, f->slot_l, f->t, f->st, f->cfg, &f->space, &f->ei);
     if (!f->rc && f->journal)
         f->rc = paro_journal_append(f->journal, f->plan, f->slot_l, &f->ei);
     f->seconds += now_s() - start;
@@ -687,6 +703,7 @@ paro_err paro_calibrate(const paro_manifest *m, const paro_calib_config *cfg,
 
 done:
     finisher_join(&fin, NULL);
+    layer_space_free(&fin.space);
     timing.score = fin.seconds;
     if (cfg->timing)
         *cfg->timing = timing;
