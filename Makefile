@@ -32,7 +32,16 @@ quiet = $(if $(filter 1,$(V)),,@printf '  %-6s %s\n' $(1) $(2);)
 CUDA_PATH ?= $(or $(patsubst %/bin/nvcc,%,$(shell command -v nvcc 2>/dev/null)),\
                   $(if $(wildcard /usr/local/cuda/bin/nvcc),/usr/local/cuda))
 NVCC ?= $(if $(CUDA_PATH),$(CUDA_PATH)/bin/nvcc)
-HAVE_CUDA ?= $(if $(wildcard $(NVCC)),1,0)
+comma := ,
+# nvcc alone is not enough: toolkits differ in where (and whether) they ship the
+# runtime library, so look in the usual places and prefer the static one.
+CUDA_LIBDIRS := $(CUDA_PATH)/lib64 $(CUDA_PATH)/lib $(wildcard $(CUDA_PATH)/targets/*/lib) \
+                /usr/lib/x86_64-linux-gnu /usr/lib64
+CUDART_STATIC := $(firstword $(wildcard $(addsuffix /libcudart_static.a,$(CUDA_LIBDIRS))))
+CUDART_SHARED := $(firstword $(wildcard $(addsuffix /libcudart.so,$(CUDA_LIBDIRS))))
+CUDART_LIBS := $(strip $(if $(CUDART_STATIC),-L$(dir $(CUDART_STATIC)) -lcudart_static,\
+               $(if $(CUDART_SHARED),-L$(dir $(CUDART_SHARED)) -Wl$(comma)-rpath$(comma)$(dir $(CUDART_SHARED)) -lcudart)))
+HAVE_CUDA ?= $(if $(and $(wildcard $(NVCC)),$(CUDART_LIBS)),1,0)
 CUDA_ARCH ?= sm_90
 
 SANITIZE ?=
@@ -57,7 +66,7 @@ LIBS := $(DEP_LIBS) -lm
 
 NVCCFLAGS ?= -O3 -lineinfo
 ifeq ($(HAVE_CUDA),1)
-CUDA_LIBS := -L$(CUDA_PATH)/lib64 -lcudart_static -ldl -lrt -lstdc++
+CUDA_LIBS := $(CUDART_LIBS) -ldl -lrt -lstdc++
 LINK_CC := $(CC)
 endif
 
@@ -97,7 +106,7 @@ $(BUILD)/FLAGS: FORCE
 	@mkdir -p $(BUILD)
 	@echo '$(CC) $(CFLAGS) $(LDFLAGS) HAVE_CUDA=$(HAVE_CUDA) $(NVCC) $(NVCCFLAGS) $(CUDA_ARCH)' > $@.new
 	@if cmp -s $@.new $@; then rm $@.new; else mv $@.new $@; \
-	  echo '  cuda: $(if $(filter 1,$(HAVE_CUDA)),yes ($(CUDA_ARCH), $(NVCC)),no (nvcc not found; the CUDA backend is left out))'; fi
+	  echo '  cuda: $(if $(filter 1,$(HAVE_CUDA)),yes ($(CUDA_ARCH), $(NVCC)),no ($(if $(wildcard $(NVCC)),nvcc found but no libcudart beside it,nvcc not found); the CUDA backend is left out))'; fi
 FORCE:
 
 $(BUILD)/%.o: %.c $(BUILD)/FLAGS
