@@ -145,14 +145,16 @@ static void finish_head(void *ctx, uint32_t h, int worker)
         uint8_t *keep = job->keep + ((size_t)h * plan->n_buckets + b) * nt;
         size_t at = paro_plan_bucket_index(plan, job->slot_l, b, h);
         double density, recall;
+        const double *sum = paro_block_stats_mass(st, b, h, slot);
+        double count = (double)st->count[(size_t)b * st->heads + h];
+        for (size_t i = 0; i < nt; i++)
+            mean[i] = count > 0 ? sum[i] / count : 0.0;
+        /* the picture shows what the mask was made from, dense buckets too */
+        paro_plan_set_tile_mass(plan, job->slot_l, b, h, mean);
         if ((double)(b + 1) / (double)plan->n_buckets <= job->cfg->dense_until) {
             memset(keep, 1, nt);
             density = recall = 1.0;
         } else {
-            const double *sum = paro_block_stats_mass(st, b, h, slot);
-            double count = (double)st->count[(size_t)b * st->heads + h];
-            for (size_t i = 0; i < nt; i++)
-                mean[i] = sum[i] / count;
             paro_build_mask(t, mean, &job->cfg->target, keep, &density, &recall, mean + nt);
         }
         plan->density[at] = density;
@@ -339,7 +341,7 @@ static paro_err read_sample(paro_backend *backend, const paro_manifest *m, uint3
 
 /* What a journal must have been made with to be resumed: the plan's
  * metadata as it starts (every setting, the samples, the tool and the
- * backend), the manifest's bytes, and each calibration sample file's size
+ * backend), the manifest's bytes, whether tile masses are kept, and each calibration sample file's size
  * and modification time (a file that changed invalidates the journal). */
 static paro_err config_digest(const paro_manifest *m, const paro_plan *plan,
                               const uint32_t *samples, size_t n_samples, uint32_t *crc_out,
@@ -356,6 +358,10 @@ static paro_err config_digest(const paro_manifest *m, const paro_plan *plan,
         word[i] = (unsigned char)(m->crc32 >> (8 * i));
     crc = crc32(crc, word, 4);
     len += 4;
+    /* records with tile masses are longer: --tile-mass must match too */
+    word[0] = (unsigned char)(plan->with_tile_mass != 0);
+    crc = crc32(crc, word, 1);
+    len += 1;
     for (size_t i = 0; i < n_samples; i++) {
         char *path = paro_manifest_sample_path(m, samples[i]);
         struct stat st;
@@ -599,6 +605,7 @@ paro_err paro_calibrate(const paro_manifest *m, const paro_calib_config *cfg,
         shape.keep_text = cfg->target.keep_text;
         shape.n_buckets = cfg->n_buckets;
         shape.dense_until = cfg->dense_until;
+        shape.with_tile_mass = cfg->tile_mass;
         shape.n_samples = n_samples;
         shape.samples = plan_samples;
         shape.seed = cfg->seed;

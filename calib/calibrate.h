@@ -53,6 +53,7 @@ typedef struct paro_calib_config {
     double score_recall;  /* recall at which the sparse score is taken */
     uint32_t n_buckets;   /* timestep buckets (>= 1) */
     double dense_until;   /* buckets entirely before this progress are dense */
+    int tile_mass;        /* also store each tile's mass level (TILEMASS) */
     int threads;          /* worker threads (>= 1) */
     paro_device device;
     const uint32_t *layers; /* model layer ids, strictly increasing; NULL = all */

@@ -37,6 +37,8 @@ static const cli_help help = {
         "      --timestep-buckets K  masks per timestep bucket, K buckets [default: 1]\n"
         "      --dense-until P     buckets entirely before denoising progress P get\n"
         "                          full masks [default: 0]\n"
+        "      --tile-mass         also store each tile's mass (1 byte a tile, 8x the\n"
+        "                          masks) for the heat maps of `paro dump --png`\n"
         "      --layers LIST       layers to calibrate, e.g. 0,2,5-7 [default: all]\n"
         "      --samples LIST      calibration samples, e.g. 0-3, or random:K for K\n"
         "                          picked with --seed [default: all]\n"
@@ -58,6 +60,7 @@ enum {
     OPT_THRESHOLD,
     OPT_BLOCK,
     OPT_NO_KEEP_TEXT,
+    OPT_TILE_MASS,
     OPT_ALPHA,
     OPT_SCORE_RECALL,
     OPT_BUCKETS,
@@ -180,6 +183,7 @@ int cmd_calibrate(int argc, char **argv)
         {"score-recall", required_argument, NULL, OPT_SCORE_RECALL},
         {"timestep-buckets", required_argument, NULL, OPT_BUCKETS},
         {"dense-until", required_argument, NULL, OPT_DENSE_UNTIL},
+        {"tile-mass", no_argument, NULL, OPT_TILE_MASS},
         {"layers", required_argument, NULL, OPT_LAYERS},
         {"samples", required_argument, NULL, OPT_SAMPLES},
         {"seed", required_argument, NULL, OPT_SEED},
@@ -236,6 +240,7 @@ int cmd_calibrate(int argc, char **argv)
         case OPT_DENSE_UNTIL:
             bad = cli_parse_double("--dense-until", optarg, 0.0, 1.0, &cfg.dense_until);
             break;
+        case OPT_TILE_MASS: cfg.tile_mass = 1; break;
         case OPT_LAYERS: layers_arg = optarg; break;
         case OPT_SAMPLES: samples_arg = optarg; break;
         case OPT_SEED: bad = cli_parse_u64("--seed", optarg, 1ull << 53, &cfg.seed); break;

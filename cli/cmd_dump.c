@@ -1,27 +1,41 @@
-/* paro dump — show a plan as text (people) or JSON (scripts). */
-#include <stdio.h>  /* printf */
+/* paro dump — show a plan as text (people), JSON (scripts) or a picture. */
+#include <stdio.h>  /* printf, fwrite */
 #include <stdlib.h> /* free */
-#include <string.h> /* strlen */
+#include <string.h> /* strlen, strcmp */
+#include <unistd.h> /* isatty, STDOUT_FILENO */
 
+#include "atomic_file.h"  /* paro_atomic_write_file */
 #include "cli.h"
-#include "plan.h" /* paro_plan_read, paro_plan_to_json */
+#include "plan.h"         /* paro_plan_read, paro_plan_to_json, paro_plan_to_json_full */
+#include "plan_picture.h" /* paro_picture_head, paro_picture_layer */
+#include "png.h"          /* paro_png_encode */
 
 static const cli_help help = {
     .usage = "paro dump [options] PLAN",
     .summary = "Show a plan: its settings and, per layer, how many heads chose each order and\n"
                "the mean density and recall of the masks (per head with -v).  --json prints\n"
                "the paro-plan/v1 document that scripts should read instead of the text.\n"
-               "Every read verifies the whole file (CRCs, layout, limits); a bad plan exits 3.",
+               "--png draws a head's mask beside its tile-mass heat map, or all heads of a\n"
+               "layer.  Every read verifies the whole file (CRCs, layout, limits); a bad plan\n"
+               "exits 3.",
     .options = "      --json              print the plan as one JSON object (schema paro-plan/v1)\n"
+               "      --json-full         the same, with each head's masks as 0/1 arrays\n"
                "      --verify            only check the file; print 'PLAN: ok' and exit 0, or\n"
-               "                          exit 3 with the problem and its byte offset",
+               "                          exit 3 with the problem and its byte offset\n"
+               "      --png FILE          draw a PNG picture ('-': stdout, not a terminal)\n"
+               "      --layer L           with --png: the model layer to draw (required)\n"
+               "      --head H            with --png: draw this head's mask and tile mass;\n"
+               "                          without it, the masks of all heads of the layer\n"
+               "      --bucket B          with --png: the timestep bucket [default: 0]",
     .examples = "  paro dump model.paro\n"
                 "  paro dump -v model.paro\n"
                 "  paro dump --json model.paro | python3 -c 'import json,sys; "
-                "print(json.load(sys.stdin)[\"heads\"][0])'",
+                "print(json.load(sys.stdin)[\"heads\"][0])'\n"
+                "  paro dump model.paro --png head.png --layer 0 --head 3\n"
+                "  paro dump model.paro --png layer.png --layer 0",
 };
 
-enum { OPT_JSON = 256, OPT_VERIFY };
+enum { OPT_JSON = 256, OPT_JSON_FULL, OPT_VERIFY, OPT_PNG, OPT_LAYER, OPT_HEAD, OPT_BUCKET };
 
 static double mean_over_buckets(const paro_plan *p, const double *arr, uint32_t l, uint32_t h)
 {
@@ -33,8 +47,8 @@ static double mean_over_buckets(const paro_plan *p, const double *arr, uint32_t 
 
 static void print_text(const paro_plan *p, const char *path)
 {
-    printf("plan        %s (paro-plan %d.%d, %s, backend %s)\n", path, PARO_PLAN_MAJOR,
-           PARO_PLAN_MINOR, p->tool, p->backend);
+    printf("plan        %s (paro-plan %d.%u, %s, backend %s)\n", path, PARO_PLAN_MAJOR,
+           p->format_minor, p->tool, p->backend);
     printf("model       %s\n", p->model);
     printf("grid        %ux%ux%u + %u text tokens (%s) = %u tokens\n", p->grid[0], p->grid[1],
            p->grid[2], p->text_tokens, p->text_last ? "last" : "first", p->n_tokens);
@@ -106,20 +120,100 @@ static void print_text(const paro_plan *p, const char *path)
     free(total);
 }
 
+/* The picture --png asks for, written to out ("-": stdout). */
+static int write_picture(const paro_plan *p, const char *path, const char *out, uint32_t layer,
+                         int head, uint32_t bucket)
+{
+    uint32_t slot = 0;
+    while (slot < p->n_layers && p->layers[slot] != layer)
+        slot++;
+    if (slot == p->n_layers) {
+        char have[256];
+        size_t used = 0;
+        for (uint32_t l = 0; l < p->n_layers && used + 16 < sizeof have; l++)
+            used += (size_t)snprintf(have + used, sizeof have - used, "%s%u", l ? ", " : "",
+                                     p->layers[l]);
+        if (used + 16 >= sizeof have)
+            snprintf(have + used, sizeof have - used, ", ...");
+        return cli_usage_error("dump ", &help, "--layer %u: %s has no layer %u (it has %s)",
+                               layer, path, layer, have);
+    }
+    if (head >= 0 && (uint32_t)head >= p->heads)
+        return cli_usage_error("dump ", &help, "--head %d: the plan has %u heads (0..%u)", head,
+                               p->heads, p->heads - 1);
+    if (bucket >= p->n_buckets)
+        return cli_usage_error("dump ", &help, "--bucket %u: the plan has %u bucket%s (0..%u)",
+                               bucket, p->n_buckets, p->n_buckets == 1 ? "" : "s",
+                               p->n_buckets - 1);
+    if (head >= 0 && !p->with_tile_mass)
+        cli_warn("%s has no tile masses (they came with plan format 1.1); the picture shows "
+                 "the mask only",
+                 path);
+    paro_errinfo ei;
+    paro_errinfo_clear(&ei);
+    paro_image img = {0, 0, NULL};
+    paro_err err = head >= 0 ? paro_picture_head(p, slot, bucket, (uint32_t)head, &img, NULL, &ei)
+                             : paro_picture_layer(p, slot, bucket, &img, NULL, &ei);
+    uint8_t *png = NULL;
+    size_t len = 0;
+    if (!err)
+        err = paro_png_encode(img.rgb, img.width, img.height, &png, &len, &ei);
+    int rc = EXIT_OK;
+    if (err) {
+        rc = cli_fail(&ei);
+    } else if (strcmp(out, "-") == 0) {
+        if (fwrite(png, 1, len, stdout) != len)
+            rc = cli_error("writing the picture to stdout failed");
+    } else if (paro_atomic_write_file(out, png, len, &ei)) {
+        rc = cli_fail(&ei);
+    } else {
+        cli_log(3, "paro: wrote %s (%u x %u pixels, %zu bytes)\n", out, img.width, img.height,
+                len);
+    }
+    free(png);
+    paro_image_free(&img);
+    return rc;
+}
+
 int cmd_dump(int argc, char **argv)
 {
     static const struct option longopts[] = {
         {"json", no_argument, NULL, OPT_JSON},
+        {"json-full", no_argument, NULL, OPT_JSON_FULL},
         {"verify", no_argument, NULL, OPT_VERIFY},
+        {"png", required_argument, NULL, OPT_PNG},
+        {"layer", required_argument, NULL, OPT_LAYER},
+        {"head", required_argument, NULL, OPT_HEAD},
+        {"bucket", required_argument, NULL, OPT_BUCKET},
         {NULL, 0, NULL, 0},
     };
-    int json = 0, verify = 0, opt;
+    int json = 0, json_full = 0, verify = 0, opt;
+    const char *png = NULL;
+    int have_layer = 0, head = -1, have_bucket = 0;
+    uint32_t layer = 0, bucket = 0, u;
     while ((opt = cli_getopt(argc, argv, "", longopts, "dump", &help)) != -1) {
         switch (opt) {
         case CLI_OPT_HANDLED: break;
         case CLI_OPT_HELP: cli_help_print(stdout, "dump", &help); return EXIT_OK;
         case OPT_JSON: json = 1; break;
+        case OPT_JSON_FULL: json_full = 1; break;
         case OPT_VERIFY: verify = 1; break;
+        case OPT_PNG: png = optarg; break;
+        case OPT_LAYER:
+            if (cli_parse_u32("--layer", optarg, 0, UINT32_MAX, &layer))
+                return EXIT_USAGE;
+            have_layer = 1;
+            break;
+        case OPT_HEAD:
+            if (cli_parse_u32("--head", optarg, 0, INT32_MAX, &u))
+                return EXIT_USAGE;
+            head = (int)u;
+            break;
+        case OPT_BUCKET:
+            if (cli_parse_u32("--bucket", optarg, 0, UINT32_MAX, &bucket))
+                return EXIT_USAGE;
+            have_bucket = 1;
+            break;
         default: return EXIT_USAGE;
         }
     }
@@ -127,8 +221,17 @@ int cmd_dump(int argc, char **argv)
         return cli_usage_error("dump ", &help, "a plan file is required");
     if (optind + 1 < argc)
         return cli_usage_error("dump ", &help, "unexpected argument '%s'", argv[optind + 1]);
-    if (json && verify)
-        return cli_usage_error("dump ", &help, "--json and --verify exclude each other");
+    if (json + json_full + verify + (png != NULL) > 1)
+        return cli_usage_error("dump ", &help,
+                               "--json, --json-full, --verify and --png exclude each other");
+    if (!png && (have_layer || head >= 0 || have_bucket))
+        return cli_usage_error("dump ", &help, "--layer, --head and --bucket go with --png");
+    if (png && !have_layer)
+        return cli_usage_error("dump ", &help, "--png needs --layer (and --head for one head)");
+    if (png && strcmp(png, "-") == 0 && isatty(STDOUT_FILENO))
+        return cli_usage_error("dump ", &help,
+                               "refusing to write a picture to a terminal; redirect stdout or "
+                               "give --png a file name");
     const char *path = argv[optind];
 
     paro_errinfo ei;
@@ -139,8 +242,10 @@ int cmd_dump(int argc, char **argv)
     int rc = EXIT_OK;
     if (verify) {
         printf("%s: ok\n", path);
-    } else if (json) {
-        char *text = paro_plan_to_json(plan);
+    } else if (png) {
+        rc = write_picture(plan, path, png, layer, head, bucket);
+    } else if (json || json_full) {
+        char *text = json_full ? paro_plan_to_json_full(plan) : paro_plan_to_json(plan);
         if (!text)
             rc = cli_error("out of memory");
         else

@@ -17,8 +17,10 @@ struct cmd {
 
 static const struct cmd commands[] = {
     {"calibrate", cmd_calibrate, "choose an order per head and build block masks from a capture"},
-    {"dump", cmd_dump, "show a plan as text or JSON"},
+    {"dump", cmd_dump, "show a plan as text, JSON or a picture"},
     {"eval", cmd_eval, "measure a plan's recall and output error on held-out samples"},
+    {"export", cmd_export, "write a plan as arrays for runtimes (npz, safetensors, JSON)"},
+    {"merge", cmd_merge, "combine plans calibrated on disjoint layers into one"},
     {"synth", cmd_synth, "write a synthetic capture with planted axis-local heads"},
     {"version", cmd_version, "show the version, plan format and build features"},
 };

@@ -47,7 +47,7 @@ static uint64_t get_u64(const uint8_t *p)
 
 /* The per-layer arrays of a plan, in payload order. */
 typedef struct layer_parts {
-    size_t order_bytes, score_count, bucket_count, mask_bytes, total;
+    size_t order_bytes, score_count, bucket_count, mask_bytes, tile_mass_bytes, total;
 } layer_parts;
 
 static layer_parts parts_of(const paro_plan *p)
@@ -57,7 +57,10 @@ static layer_parts parts_of(const paro_plan *p)
     lp.score_count = (size_t)p->heads * p->n_orders * PARO_N_SCORES;
     lp.bucket_count = (size_t)p->n_buckets * p->heads;
     lp.mask_bytes = paro_plan_mask_bytes(p);
-    lp.total = 12 + lp.order_bytes + 8 * (lp.score_count + 2 * lp.bucket_count) + lp.mask_bytes;
+    /* a resumed run must write the same plan, tile masses included */
+    lp.tile_mass_bytes = p->with_tile_mass ? paro_plan_tile_mass_bytes(p) : 0;
+    lp.total = 12 + lp.order_bytes + 8 * (lp.score_count + 2 * lp.bucket_count) + lp.mask_bytes +
+               lp.tile_mass_bytes;
     return lp;
 }
 
@@ -123,6 +126,9 @@ static uint64_t load_records(paro_journal *j, const uint8_t *buf, uint64_t size,
         get_f64s(p, plan->recall + (size_t)l * lp.bucket_count, lp.bucket_count);
         p += 8 * lp.bucket_count;
         memcpy(plan->masks[l], p, lp.mask_bytes);
+        p += lp.mask_bytes;
+        if (lp.tile_mass_bytes)
+            memcpy(plan->tile_mass[l], p, lp.tile_mass_bytes);
         j->loaded[l] = 1;
         (*count)++;
         at += 8 + (uint64_t)len;
@@ -230,6 +236,9 @@ paro_err paro_journal_append(paro_journal *j, const paro_plan *plan, uint32_t l,
     put_f64s(p, plan->recall + (size_t)l * lp.bucket_count, lp.bucket_count);
     p += 8 * lp.bucket_count;
     memcpy(p, plan->masks[l], lp.mask_bytes);
+    p += lp.mask_bytes;
+    if (lp.tile_mass_bytes)
+        memcpy(p, plan->tile_mass[l], lp.tile_mass_bytes);
     put_u32(rec, (uint32_t)lp.total);
     put_u32(rec + 4, (uint32_t)crc32(crc32(0L, Z_NULL, 0), rec + 8, (uInt)lp.total));
     paro_err rc = write_all(j, rec, 8 + lp.total, ei);

@@ -3,7 +3,7 @@
 #include "plan.h" /* the API implemented here */
 #include "plan_internal.h" /* paro_plan_bad, section types, meta keys */
 
-#include <math.h>   /* isfinite */
+#include <math.h>   /* isfinite, log10, pow, floor */
 #include <stdarg.h> /* va_list */
 #include <stdio.h>  /* vsnprintf, snprintf */
 #include <stdlib.h> /* calloc, malloc, free */
@@ -28,6 +28,7 @@ const char *paro_plan_section_name(uint32_t type)
     case PARO_SEC_RECALL: return "RECALL";
     case PARO_SEC_PERM: return "PERM";
     case PARO_SEC_MASKS: return "MASKS";
+    case PARO_SEC_TILEMASS: return "TILEMASS";
     default: return NULL;
     }
 }
@@ -61,6 +62,7 @@ int paro_plan_sizes_of(const paro_plan *p, paro_plan_sizes *s)
         !paro_mul_ok(t, p->nk, &bits))
         return 0;
     s->mask = bits / 8 + (bits % 8 != 0);
+    s->tile_mass = bits; /* one byte per tile */
     return 1;
 }
 
@@ -70,6 +72,14 @@ size_t paro_plan_mask_bytes(const paro_plan *p)
     if (!paro_plan_sizes_of(p, &s) || s.mask > SIZE_MAX)
         return 0;
     return (size_t)s.mask;
+}
+
+size_t paro_plan_tile_mass_bytes(const paro_plan *p)
+{
+    paro_plan_sizes s;
+    if (!paro_plan_sizes_of(p, &s) || s.tile_mass > SIZE_MAX)
+        return 0;
+    return (size_t)s.tile_mass;
 }
 
 /* ---- allocation ---- */
@@ -100,7 +110,7 @@ paro_err paro_plan_alloc(paro_plan **out, const paro_plan *shape, paro_errinfo *
                           "plan shape is missing its layers, orders or samples");
     paro_plan_sizes s;
     if (!paro_plan_sizes_of(shape, &s) || s.scores > SIZE_MAX || s.density > SIZE_MAX ||
-        s.mask > SIZE_MAX)
+        s.mask > SIZE_MAX || (shape->with_tile_mass && s.tile_mass > SIZE_MAX))
         return paro_error(ei, PARO_ERR_LIMIT, NULL, PARO_NO_OFFSET,
                           "plan of %u layers x %u heads x %u x %u blocks is too large",
                           shape->n_layers, shape->heads, shape->nq, shape->nk);
@@ -117,6 +127,8 @@ paro_err paro_plan_alloc(paro_plan **out, const paro_plan *shape, paro_errinfo *
     p->head_order = NULL;
     p->scores = p->density = p->recall = NULL;
     p->masks = NULL;
+    p->tile_mass = NULL;
+    p->with_tile_mass = shape->with_tile_mass != 0;
 
     int ok = 1;
     if (shape->tool && !(p->tool = strdup(shape->tool)))
@@ -136,6 +148,11 @@ paro_err paro_plan_alloc(paro_plan **out, const paro_plan *shape, paro_errinfo *
     ok = ok && (p->masks = zalloc(p->n_layers, sizeof *p->masks));
     for (uint32_t l = 0; ok && l < p->n_layers; l++)
         ok = (p->masks[l] = zalloc(s.mask, 1)) != NULL;
+    if (ok && p->with_tile_mass) {
+        ok = (p->tile_mass = zalloc(p->n_layers, sizeof *p->tile_mass)) != NULL;
+        for (uint32_t l = 0; ok && l < p->n_layers; l++)
+            ok = (p->tile_mass[l] = zalloc(s.tile_mass, 1)) != NULL;
+    }
     if (!ok) {
         paro_plan_free(p);
         return paro_error(ei, PARO_ERR_NOMEM, NULL, PARO_NO_OFFSET, "out of memory");
@@ -163,6 +180,10 @@ void paro_plan_free(paro_plan *p)
         for (uint32_t l = 0; l < p->n_layers; l++)
             free(p->masks[l]);
     free(p->masks);
+    if (p->tile_mass)
+        for (uint32_t l = 0; l < p->n_layers; l++)
+            free(p->tile_mass[l]);
+    free(p->tile_mass);
     free(p);
 }
 
@@ -199,6 +220,55 @@ void paro_plan_mask_set(paro_plan *p, uint32_t l, uint32_t bucket, uint32_t head
         p->masks[l][i >> 3] |= m;
     else
         p->masks[l][i >> 3] &= (uint8_t)~m;
+}
+
+/* ---- tile-mass levels (PLAN.md "TILEMASS") ---- */
+
+uint8_t paro_plan_tile_mass_level(double m, double top)
+{
+    double r = m / top;
+    /* NaN fails the comparison too: no mass known */
+    if (!(r >= 1e-6))
+        return 0;
+    double x = 254.0 * (log10(r) + PARO_TILE_MASS_DECADES) / PARO_TILE_MASS_DECADES;
+    double level = 1.0 + floor(x + 0.5);
+    return level >= 255.0 ? 255 : level <= 1.0 ? 1 : (uint8_t)level;
+}
+
+double paro_tile_mass_relative(uint8_t level)
+{
+    if (level == 0)
+        return 0.0;
+    return pow(10.0, PARO_TILE_MASS_DECADES * (level - 1) / 254.0 - PARO_TILE_MASS_DECADES);
+}
+
+void paro_plan_set_tile_mass(paro_plan *p, uint32_t l, uint32_t b, uint32_t h,
+                             const double *mass)
+{
+    if (!p || !p->with_tile_mass || !p->tile_mass || l >= p->n_layers || b >= p->n_buckets ||
+        h >= p->heads || !p->tile_mass[l] || !mass)
+        return;
+    const size_t tiles = (size_t)p->nq * p->nk;
+    uint8_t *out = p->tile_mass[l] + ((size_t)b * p->heads + h) * tiles;
+    double top = 0.0;
+    for (size_t i = 0; i < tiles; i++)
+        if (mass[i] > top)
+            top = mass[i];
+    if (!(top > 0.0) || !isfinite(top)) {
+        memset(out, 0, tiles);
+        return;
+    }
+    for (size_t i = 0; i < tiles; i++)
+        out[i] = paro_plan_tile_mass_level(mass[i], top);
+}
+
+uint8_t paro_plan_tile_mass_get(const paro_plan *p, uint32_t l, uint32_t b, uint32_t h,
+                                uint32_t qi, uint32_t kj)
+{
+    if (!p || !p->with_tile_mass || !p->tile_mass || l >= p->n_layers || b >= p->n_buckets ||
+        h >= p->heads || qi >= p->nq || kj >= p->nk || !p->tile_mass[l])
+        return 0;
+    return p->tile_mass[l][(((size_t)b * p->heads + h) * p->nq + qi) * p->nk + kj];
 }
 
 /* ---- orders ---- */
@@ -496,5 +566,30 @@ int paro_plan_check_data(const paro_plan *p, paro_plan_bad *b)
                 return bad_elem(b, PARO_SEC_MASKS, l, bytes - 1);
             }
         }
+    if (p->with_tile_mass) {
+        /* the largest tile of a head is level 255 by definition, unless the
+         * head had no mass at all */
+        const size_t tiles = (size_t)p->nq * p->nk;
+        for (uint32_t l = 0; l < L; l++)
+            for (uint32_t bk = 0; bk < B; bk++)
+                for (uint32_t h = 0; h < H; h++) {
+                    size_t at = ((size_t)bk * H + h) * tiles;
+                    const uint8_t *lv = p->tile_mass[l] + at;
+                    uint8_t top = 0;
+                    size_t top_at = 0;
+                    for (size_t i = 0; i < tiles; i++)
+                        if (lv[i] > top) {
+                            top = lv[i];
+                            top_at = i;
+                        }
+                    if (top != 0 && top != 255) {
+                        snprintf(b->msg, sizeof b->msg,
+                                 "tile masses of layer %u bucket %u head %u peak at level %u, "
+                                 "but the largest tile of a head is level 255",
+                                 p->layers[l], bk, h, top);
+                        return bad_elem(b, PARO_SEC_TILEMASS, l, at + top_at);
+                    }
+                }
+    }
     return 0;
 }

@@ -19,7 +19,7 @@ extern "C" {
 #endif
 
 #define PARO_PLAN_MAJOR 1
-#define PARO_PLAN_MINOR 0
+#define PARO_PLAN_MINOR 1
 #define PARO_PLAN_SCHEMA "paro-plan/v1"
 
 /* Limits written in PLAN.md; the reader rejects anything beyond them. */
@@ -93,6 +93,17 @@ typedef struct paro_plan {
     double *density;       /* [n_layers][n_buckets][heads] */
     double *recall;        /* [n_layers][n_buckets][heads] */
     uint8_t **masks;       /* [n_layers] -> packed bits [n_buckets][heads][nq][nk] */
+
+    /* Optional (format 1.1, section TILEMASS): per tile, the chosen order's
+     * mean tile mass as a log-scale level (paro_plan_set_tile_mass), for
+     * pictures.  paro_plan_alloc allocates tile_mass only when
+     * with_tile_mass is set; the writer writes it only then. */
+    int with_tile_mass;
+    uint8_t **tile_mass;   /* [n_layers] -> [n_buckets][heads][nq][nk] or NULL */
+
+    /* The minor version of the file a plan was read from (the reader sets
+     * it; the writer always writes PARO_PLAN_MINOR). */
+    uint32_t format_minor;
 } paro_plan;
 
 /* Allocates a plan with the per-head arrays sized from the fields already
@@ -108,6 +119,26 @@ int paro_plan_mask_get(const paro_plan *p, uint32_t l, uint32_t bucket, uint32_t
                        uint32_t qi, uint32_t kj);
 void paro_plan_mask_set(paro_plan *p, uint32_t l, uint32_t bucket, uint32_t head,
                         uint32_t qi, uint32_t kj, int on);
+
+/* Tile-mass levels (PLAN.md "TILEMASS"): for one bucket and head, with M
+ * the largest mean tile mass and r = mass / M, level 0 means r < 1e-6 (or no
+ * mass at all), and level 1 + round(254 * (log10(r) + 6) / 6) in [1, 255]
+ * otherwise, so the largest tile is 255 and each level is 6/254 of a decade. */
+#define PARO_TILE_MASS_DECADES 6
+/* Bytes of one layer's tile-mass levels: n_buckets * heads * nq * nk. */
+size_t paro_plan_tile_mass_bytes(const paro_plan *p);
+/* Quantises mass[nq * nk] (the mean tile masses of layer slot l, bucket b,
+ * head h, row-major in the head's chosen order) into p->tile_mass.  Does
+ * nothing when the plan has no tile masses or an index is out of range.
+ * Heads write disjoint bytes, so heads may be set from several threads. */
+void paro_plan_set_tile_mass(paro_plan *p, uint32_t l, uint32_t b, uint32_t h,
+                             const double *mass);
+/* Level of tile (qi, kj); 0 when the plan has none or out of range. */
+uint8_t paro_plan_tile_mass_get(const paro_plan *p, uint32_t l, uint32_t b, uint32_t h,
+                                uint32_t qi, uint32_t kj);
+/* The mass relative to the head's largest tile that a level stands for:
+ * 0 for level 0, else 10^(6 * (level - 1) / 254 - 6). */
+double paro_tile_mass_relative(uint8_t level);
 
 /* Index helpers into the flat arrays. */
 static inline size_t paro_plan_head_index(const paro_plan *p, uint32_t l, uint32_t h)
@@ -141,6 +172,22 @@ paro_err paro_plan_parse(const uint8_t *buf, size_t len, const char *name,
  * their fixed order followed by a "heads" array; malloc'ed, NUL-terminated,
  * ending in a newline.  NULL when out of memory. */
 char *paro_plan_to_json(const paro_plan *p);
+
+/* The same document with, in each head, "masks": per bucket, nq arrays of
+ * nk 0/1 integers (PLAN.md "The paro dump --json document"). */
+char *paro_plan_to_json_full(const paro_plan *p);
+
+/* Combines plans calibrated on disjoint sets of layers of the same capture
+ * with the same settings (every metadata key but "layers" and "inputs" must
+ * be equal, and all or none carry tile masses) into one plan with the layers
+ * sorted: the plan a single run over all of them writes.  A difference is
+ * PARO_ERR_USAGE naming the first differing key and both values; a layer in
+ * two plans is PARO_ERR_USAGE naming the layer.  names[i] (or "plan i+1"
+ * when names is NULL) names parts[i] in messages. */
+paro_err paro_plan_merge(const paro_plan *const *parts, size_t n, paro_plan **out,
+                         paro_errinfo *ei);
+paro_err paro_plan_merge_named(const paro_plan *const *parts, const char *const *names,
+                               size_t n, paro_plan **out, paro_errinfo *ei);
 
 /* Name of a target mode: "density", "threshold", "recall". */
 const char *paro_target_name(paro_target_mode m);

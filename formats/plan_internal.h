@@ -60,7 +60,8 @@ enum {
     PARO_SEC_RECALL = 5,
     PARO_SEC_PERM = 6,
     PARO_SEC_MASKS = 7,
-    PARO_SEC_KNOWN_MAX = 7
+    PARO_SEC_TILEMASS = 8, /* 1.1, optional */
+    PARO_SEC_KNOWN_MAX = 8
 };
 #define PARO_SEC_FLAG_REQUIRED 1u
 enum { PARO_CODEC_NONE = 0, PARO_CODEC_ZLIB = 1 };
@@ -154,8 +155,13 @@ int paro_plan_check_data(const paro_plan *p, paro_plan_bad *bad);
  * paro_plan_check_meta; 0 on overflow (never a valid size for these). */
 typedef struct paro_plan_sizes {
     uint64_t head_order, scores, density, perm, mask;
+    uint64_t tile_mass; /* one layer's TILEMASS section */
 } paro_plan_sizes;
 int paro_plan_sizes_of(const paro_plan *p, paro_plan_sizes *s);
+
+/* The tile-mass level of mass m relative to the head's largest mass top
+ * (PLAN.md "TILEMASS"); top must be finite and > 0. */
+uint8_t paro_plan_tile_mass_level(double m, double top);
 
 /* 1 when name is one of the six axis orders. */
 int paro_plan_axes_name_ok(const char *name);

@@ -14,7 +14,7 @@
 #include <cjson/cJSON.h> /* cJSON_Create*, cJSON_AddItemTo*, cJSON_Print */
 #include <math.h>        /* isfinite */
 #include <stdio.h>       /* snprintf */
-#include <stdlib.h>      /* strtod, malloc */
+#include <stdlib.h>      /* strtod, malloc, free */
 #include <string.h>      /* strpbrk, strlen, memcpy */
 
 void paro_plan_fmt_double(double v, char *buf)
@@ -205,8 +205,53 @@ int paro_plan_meta_add(cJSON *obj, const paro_plan *p)
     return 0;
 }
 
+/* The "masks" of --json-full for layer slot l, head h: per bucket, nq rows
+ * of nk 0/1 integers, as one raw item laid out the way cJSON prints nested
+ * arrays ("[[[1, 0], [0, 1]]]"): one node per head instead of one per tile. */
+static cJSON *head_masks(const paro_plan *p, uint32_t l, uint32_t h)
+{
+    /* at most 4 characters per tile ("1, "), per row and per bucket ("[], "),
+     * plus "[]" and the NUL; the plan's limits keep the sum far from 2^64 */
+    uint64_t rows = (uint64_t)p->n_buckets * p->nq, tiles, chars;
+    if (!paro_mul_ok(rows, p->nk, &tiles) ||
+        !paro_mul_ok(tiles + rows + p->n_buckets + 1, 4, &chars) || chars > SIZE_MAX)
+        return NULL;
+    char *buf = malloc((size_t)chars), *w = buf;
+    if (!buf)
+        return NULL;
+    *w++ = '[';
+    for (uint32_t b = 0; b < p->n_buckets; b++) {
+        if (b) {
+            *w++ = ',';
+            *w++ = ' ';
+        }
+        *w++ = '[';
+        for (uint32_t q = 0; q < p->nq; q++) {
+            if (q) {
+                *w++ = ',';
+                *w++ = ' ';
+            }
+            *w++ = '[';
+            for (uint32_t k = 0; k < p->nk; k++) {
+                if (k) {
+                    *w++ = ',';
+                    *w++ = ' ';
+                }
+                *w++ = paro_plan_mask_get(p, l, b, h, q, k) ? '1' : '0';
+            }
+            *w++ = ']';
+        }
+        *w++ = ']';
+    }
+    *w++ = ']';
+    *w = 0;
+    cJSON *raw = cJSON_CreateRaw(buf);
+    free(buf);
+    return raw;
+}
+
 /* One entry of the "heads" array: layer slot l, head h. */
-static cJSON *head_entry(const paro_plan *p, uint32_t l, uint32_t h)
+static cJSON *head_entry(const paro_plan *p, uint32_t l, uint32_t h, int with_masks)
 {
     cJSON *e = cJSON_CreateObject(), *dens = NULL, *rec = NULL, *sc = NULL;
     uint8_t oi = p->head_order[paro_plan_head_index(p, l, h)];
@@ -237,10 +282,14 @@ static cJSON *head_entry(const paro_plan *p, uint32_t l, uint32_t h)
             return NULL;
         }
     }
+    if (with_masks && put(e, "masks", head_masks(p, l, h)) < 0) {
+        cJSON_Delete(e);
+        return NULL;
+    }
     return e;
 }
 
-char *paro_plan_to_json(const paro_plan *p)
+static char *to_json(const paro_plan *p, int with_masks)
 {
     cJSON *root = cJSON_CreateObject(), *heads = NULL;
     int bad = !root || put(root, "schema", cJSON_CreateString(PARO_PLAN_SCHEMA)) < 0 ||
@@ -248,8 +297,18 @@ char *paro_plan_to_json(const paro_plan *p)
               put(root, "heads", heads = cJSON_CreateArray()) < 0;
     for (uint32_t l = 0; !bad && l < p->n_layers; l++)
         for (uint32_t h = 0; !bad && h < p->heads; h++)
-            bad = put(heads, NULL, head_entry(p, l, h)) < 0;
+            bad = put(heads, NULL, head_entry(p, l, h, with_masks)) < 0;
     char *out = bad ? NULL : paro_json_print_line(root);
     cJSON_Delete(root);
     return out;
+}
+
+char *paro_plan_to_json(const paro_plan *p)
+{
+    return to_json(p, 0);
+}
+
+char *paro_plan_to_json_full(const paro_plan *p)
+{
+    return to_json(p, 1);
 }

@@ -257,7 +257,8 @@ static paro_err check_types(reader *r, int *meta_at)
             continue; /* optional and unknown: skipped */
         }
         const char *nm = sec_name(s->type);
-        const uint32_t want_req = s->type == PARO_SEC_PERM ? 0 : PARO_SEC_FLAG_REQUIRED;
+        const uint32_t want_req =
+            s->type == PARO_SEC_PERM || s->type == PARO_SEC_TILEMASS ? 0 : PARO_SEC_FLAG_REQUIRED;
         if ((s->flags & PARO_SEC_FLAG_REQUIRED) != want_req)
             return fail(r, FMT, e + PARO_E_FLAGS, "section %u (%s) must %shave the required flag",
                         i, nm, want_req ? "" : "not ");
@@ -1123,10 +1124,11 @@ static paro_err check_perm(reader *r, uint32_t i, const in_section *s, const par
     return PARO_OK;
 }
 
-/* Lengths of the data sections against the metadata in m. */
-static paro_err check_lengths(reader *r, const paro_plan *m, const paro_plan_sizes *sz)
+/* Lengths of the data sections against the metadata in m; sets
+ * m->with_tile_mass when the file has TILEMASS sections. */
+static paro_err check_lengths(reader *r, paro_plan *m, const paro_plan_sizes *sz)
 {
-    uint32_t n_masks = 0;
+    uint32_t n_masks = 0, n_tile_mass = 0;
     char why[160];
     for (uint32_t i = 0; i < r->n_sec; i++) {
         const in_section *s = &r->sec[i];
@@ -1171,6 +1173,24 @@ static paro_err check_lengths(reader *r, const paro_plan *m, const paro_plan_siz
                      m->n_buckets, m->heads, m->nq, m->nk);
             err = want_raw(r, i, s, sz->mask, why);
             break;
+        case PARO_SEC_TILEMASS:
+            /* all layers or none: a picture of one layer should not depend
+             * on which others were kept */
+            if (n_tile_mass >= m->n_layers || s->index != m->layers[n_tile_mass]) {
+                if (n_tile_mass < m->n_layers && s->index > m->layers[n_tile_mass])
+                    return fail(r, FMT, s->entry + PARO_E_INDEX,
+                                "the plan has TILEMASS sections, but none for layer %u",
+                                m->layers[n_tile_mass]);
+                return fail(r, FMT, s->entry + PARO_E_INDEX,
+                            "section %u (TILEMASS) is for layer %u, which is not in the plan's "
+                            "\"layers\"",
+                            i, s->index);
+            }
+            n_tile_mass++;
+            snprintf(why, sizeof why, "%u buckets x %u heads x %u x %u blocks, 1 byte each",
+                     m->n_buckets, m->heads, m->nq, m->nk);
+            err = want_raw(r, i, s, sz->tile_mass, why);
+            break;
         default: break;
         }
         if (err)
@@ -1179,6 +1199,11 @@ static paro_err check_lengths(reader *r, const paro_plan *m, const paro_plan_siz
     if (n_masks < m->n_layers)
         return fail(r, FMT, r->header_size, "the plan has no MASKS section for layer %u",
                     m->layers[n_masks]);
+    if (n_tile_mass && n_tile_mass < m->n_layers)
+        return fail(r, FMT, r->header_size,
+                    "the plan has TILEMASS sections, but none for layer %u",
+                    m->layers[n_tile_mass]);
+    m->with_tile_mass = n_tile_mass > 0;
     return PARO_OK;
 }
 
@@ -1187,7 +1212,7 @@ static paro_err read_data(reader *r, paro_plan *p, const paro_plan_sizes *sz)
     uint8_t *perm_raw = NULL, *seen = NULL;
     uint32_t *want = NULL;
     int sec_of[PARO_SEC_KNOWN_MAX + 1] = {0};
-    uint32_t slot = 0;
+    uint32_t slot = 0, tm_slot = 0;
     paro_err err = PARO_OK;
     for (uint32_t i = 0; i < r->n_sec && !err; i++) {
         const in_section *s = &r->sec[i];
@@ -1223,9 +1248,13 @@ static paro_err read_data(reader *r, paro_plan *p, const paro_plan_sizes *sz)
         case PARO_SEC_MASKS:
             err = load(r, i, s, p->masks[slot++]);
             break;
+        case PARO_SEC_TILEMASS:
+            err = load(r, i, s, p->tile_mass[tm_slot++]);
+            break;
         default: break;
         }
-        if (s->type >= 1 && s->type <= PARO_SEC_KNOWN_MAX && s->type != PARO_SEC_MASKS)
+        if (s->type >= 1 && s->type <= PARO_SEC_KNOWN_MAX && s->type != PARO_SEC_MASKS &&
+            s->type != PARO_SEC_TILEMASS)
             sec_of[s->type] = (int)i;
     }
     free(perm_raw);
@@ -1240,10 +1269,10 @@ static paro_err read_data(reader *r, paro_plan *p, const paro_plan_sizes *sz)
     /* the offending element's byte in the file */
     const in_section *s = NULL;
     uint64_t size = b.section == PARO_SEC_HEAD_ORDER ? 1 : 8;
-    if (b.section == PARO_SEC_MASKS) {
+    if (b.section == PARO_SEC_MASKS || b.section == PARO_SEC_TILEMASS) {
         size = 1;
         for (uint32_t i = 0, k = 0; i < r->n_sec; i++)
-            if (r->sec[i].type == PARO_SEC_MASKS && k++ == b.slot)
+            if (r->sec[i].type == b.section && k++ == b.slot)
                 s = &r->sec[i];
     } else if (b.section >= 1 && b.section <= PARO_SEC_KNOWN_MAX) {
         s = &r->sec[sec_of[b.section]];
@@ -1296,8 +1325,10 @@ paro_err paro_plan_parse(const uint8_t *buf, size_t len, const char *name, paro_
         if (paro_plan_alloc(&p, meta, &aei) != PARO_OK)
             err = fail(&r, aei.code, PARO_NO_OFFSET, "%s", aei.msg);
     }
-    if (!err)
+    if (!err) {
+        p->format_minor = r.minor;
         err = read_data(&r, p, &sz);
+    }
     paro_plan_free(meta);
     free(r.sec);
     if (err) {

@@ -83,14 +83,25 @@ static paro_err serialize(const paro_plan *p, const char *name, uint8_t **buf, s
         return paro_error(ei, PARO_ERR_INTERNAL, name, PARO_NO_OFFSET,
                           "cannot write plan: its data arrays are not allocated");
     for (uint32_t l = 0; l < p->n_layers; l++)
-        if (!p->masks[l])
+        if (!p->masks[l] || (p->with_tile_mass && (!p->tile_mass || !p->tile_mass[l])))
             return paro_error(ei, PARO_ERR_INTERNAL, name, PARO_NO_OFFSET,
-                              "cannot write plan: mask of layer slot %u is not allocated", l);
+                              "cannot write plan: mask or tile masses of layer slot %u are not "
+                              "allocated",
+                              l);
+    if (p->with_tile_mass && sz.tile_mass > SIZE_MAX)
+        return paro_error(ei, PARO_ERR_LIMIT, name, PARO_NO_OFFSET,
+                          "cannot write plan: it is too large for this machine");
     if (paro_plan_check_data(p, &bad))
         return paro_error(ei, PARO_ERR_INTERNAL, name, PARO_NO_OFFSET, "cannot write plan: %s",
                           bad.msg);
 
-    const uint32_t n_sec = 5 + p->n_orders + p->n_layers;
+    const uint64_t sections =
+        5 + (uint64_t)p->n_orders + (uint64_t)p->n_layers * (p->with_tile_mass ? 2u : 1u);
+    if (sections > PARO_PLAN_MAX_SECTIONS)
+        return paro_error(ei, PARO_ERR_LIMIT, name, PARO_NO_OFFSET,
+                          "cannot write plan: %llu sections exceed the limit of %u",
+                          (unsigned long long)sections, PARO_PLAN_MAX_SECTIONS);
+    const uint32_t n_sec = (uint32_t)sections;
     out_section *sec = calloc(n_sec, sizeof *sec);
     uint32_t *perm = malloc(sz.perm ? (size_t)sz.perm : 1);
     uint8_t *perm_le = malloc(sz.perm ? (size_t)sz.perm : 1);
@@ -134,7 +145,7 @@ static paro_err serialize(const paro_plan *p, const char *name, uint8_t **buf, s
         plain(&sec[2 + i], b, counts[i] * 8, b);
     }
 
-    /* PERM per order, MASKS per layer */
+    /* PERM per order, MASKS per layer, TILEMASS per layer */
     uint32_t k = 5;
     for (uint32_t o = 0; o < p->n_orders; o++, k++) {
         paro_plan_axes_perm(p, p->orders[o].name, perm);
@@ -155,13 +166,22 @@ static paro_err serialize(const paro_plan *p, const char *name, uint8_t **buf, s
             goto done;
         }
     }
+    for (uint32_t l = 0; p->with_tile_mass && l < p->n_layers; l++, k++) {
+        sec[k].type = PARO_SEC_TILEMASS;
+        sec[k].index = p->layers[l];
+        if (deflate_into(&sec[k], p->tile_mass[l], sz.tile_mass) < 0) {
+            err = paro_error(ei, PARO_ERR_NOMEM, name, PARO_NO_OFFSET, "out of memory");
+            goto done;
+        }
+    }
 
     /* layout */
     const uint64_t table_off = PARO_PLAN_HEADER_SIZE;
     uint64_t pos = align64(table_off + (uint64_t)n_sec * PARO_PLAN_ENTRY_SIZE);
     uint64_t total = pos;
     for (uint32_t i = 0; i < n_sec; i++) {
-        if (sec[i].type != PARO_SEC_PERM)
+        /* PERM and TILEMASS are optional: a reader may do without them */
+        if (sec[i].type != PARO_SEC_PERM && sec[i].type != PARO_SEC_TILEMASS)
             sec[i].flags = PARO_SEC_FLAG_REQUIRED;
         if (i > 0)
             pos = align64(total);

@@ -72,9 +72,23 @@ static const struct st_dtype *find_dtype(const char *name)
     return NULL;
 }
 
-static const char *file_dtype_name(paro_dtype t)
+/* The dtype a tensor is written with and its element size: the integer
+ * dtype when one is given, else the float dtype; NULL when paro does not
+ * write it. */
+static const char *write_dtype_name(const paro_st_write_tensor *t, const char *int_dtype,
+                                    uint64_t *elem_size)
 {
-    switch (t) {
+    static const char *const ints[3] = {"I8", "I32", "BOOL"};
+    if (int_dtype) {
+        for (int i = 0; i < 3; i++)
+            if (!strcmp(int_dtype, ints[i])) {
+                *elem_size = find_dtype(ints[i])->bits / 8;
+                return ints[i];
+            }
+        return NULL;
+    }
+    *elem_size = paro_dtype_size(t->dtype);
+    switch (t->dtype) {
     case PARO_DTYPE_F32: return "F32";
     case PARO_DTYPE_F16: return "F16";
     case PARO_DTYPE_BF16: return "BF16";
@@ -537,7 +551,8 @@ static int cmp_str_ptr(const void *a, const void *b)
 
 /* Refuses what would make a file our own reader rejects. */
 static paro_err check_write_args(const char *path, const paro_st_write_tensor *tensors,
-                                 size_t n, int streamed, uint64_t *nbytes, paro_errinfo *ei)
+                                 const char *const *int_dtypes, size_t n, int streamed,
+                                 uint64_t *nbytes, paro_errinfo *ei)
 {
     char name[PARO_JSON_PATH_MAX];
     if (n > PARO_ST_MAX_TENSORS)
@@ -552,9 +567,12 @@ static paro_err check_write_args(const char *path, const paro_st_write_tensor *t
         if (!strcmp(t->name, METADATA_KEY))
             return paro_error(ei, PARO_ERR_USAGE, path, PARO_NO_OFFSET,
                               "a tensor cannot be named '%s'", METADATA_KEY);
-        if (!file_dtype_name(t->dtype))
+        uint64_t elem_size;
+        if (!write_dtype_name(t, int_dtypes ? int_dtypes[i] : NULL, &elem_size))
             return paro_error(ei, PARO_ERR_USAGE, path, PARO_NO_OFFSET,
-                              "tensor '%s' has no dtype paro writes (F32, F16, BF16)", name);
+                              "tensor '%s' has no dtype paro writes (F32, F16, BF16, I8, I32, "
+                              "BOOL)",
+                              name);
         if (t->ndim > PARO_ST_MAX_DIMS)
             return paro_error(ei, PARO_ERR_USAGE, path, PARO_NO_OFFSET,
                               "tensor '%s' has %u dimensions; at most %d", name, t->ndim,
@@ -564,7 +582,7 @@ static paro_err check_write_args(const char *path, const paro_st_write_tensor *t
             if (t->shape[d] > PARO_JSON_MAX_INT || !paro_mul_ok(count, t->shape[d], &count))
                 return paro_error(ei, PARO_ERR_USAGE, path, PARO_NO_OFFSET,
                                   "tensor '%s' is too large to describe", name);
-        if (!paro_mul_ok(count, paro_dtype_size(t->dtype), &nbytes[i]) ||
+        if (!paro_mul_ok(count, elem_size, &nbytes[i]) ||
             nbytes[i] > PARO_JSON_MAX_INT || nbytes[i] > SIZE_MAX)
             return paro_error(ei, PARO_ERR_USAGE, path, PARO_NO_OFFSET,
                               "tensor '%s' is too large to describe", name);
@@ -592,28 +610,51 @@ static paro_err check_write_args(const char *path, const paro_st_write_tensor *t
 
 /* Writes the header from `tensors`, then each tensor's bytes: from its data
  * pointer, or, when fill is given, from fill() into one reused buffer. */
-static paro_err write_tensors(const char *path, const paro_st_write_tensor *tensors, size_t n,
-                              paro_st_fill_fn fill, void *user, paro_errinfo *ei)
+static paro_err write_tensors(const char *path, const paro_st_write_tensor *tensors,
+                              const char *const *int_dtypes, size_t n, paro_st_fill_fn fill,
+                              void *user, const char *const *meta, size_t n_pairs,
+                              paro_errinfo *ei)
 {
     uint64_t *nbytes = calloc(n ? n : 1, sizeof *nbytes);
     if (!nbytes)
         return paro_error(ei, PARO_ERR_NOMEM, path, PARO_NO_OFFSET, "out of memory");
     strbuf h = {0};
     void *buf = NULL;
-    paro_err rc = check_write_args(path, tensors, n, fill != NULL, nbytes, ei);
+    paro_err rc = check_write_args(path, tensors, int_dtypes, n, fill != NULL, nbytes, ei);
+    for (size_t i = 0; i < 2 * n_pairs && !rc; i++)
+        if (!meta || !meta[i] || !paro_json_utf8_valid(meta[i], strlen(meta[i]), NULL))
+            rc = paro_error(ei, PARO_ERR_USAGE, path, PARO_NO_OFFSET,
+                            "metadata entry %zu is missing or not valid UTF-8", i / 2);
+    for (size_t i = 1; i < n_pairs && !rc; i++)
+        for (size_t j = 0; j < i && !rc; j++)
+            if (!strcmp(meta[2 * i], meta[2 * j]))
+                rc = paro_error(ei, PARO_ERR_USAGE, path, PARO_NO_OFFSET,
+                                "metadata key '%s' is given twice", meta[2 * i]);
     if (rc)
         goto out;
 
     /* Fixed key order and no whitespace: the same tensors give the same bytes. */
     uint64_t offset = 0;
     sb_str(&h, "{");
+    if (n_pairs) {
+        sb_str(&h, "\"" METADATA_KEY "\":{");
+        for (size_t i = 0; i < n_pairs; i++) {
+            if (i)
+                sb_str(&h, ",");
+            sb_json_string(&h, meta[2 * i]);
+            sb_str(&h, ":");
+            sb_json_string(&h, meta[2 * i + 1]);
+        }
+        sb_str(&h, n ? "}," : "}");
+    }
     for (size_t i = 0; i < n; i++) {
         const paro_st_write_tensor *t = &tensors[i];
         if (i)
             sb_str(&h, ",");
         sb_json_string(&h, t->name);
         sb_str(&h, ":{\"dtype\":\"");
-        sb_str(&h, file_dtype_name(t->dtype));
+        uint64_t elem_size;
+        sb_str(&h, write_dtype_name(t, int_dtypes ? int_dtypes[i] : NULL, &elem_size));
         sb_str(&h, "\",\"shape\":[");
         for (uint32_t d = 0; d < t->ndim; d++) {
             if (d)
@@ -691,11 +732,19 @@ out:
 paro_err paro_st_write(const char *path, const paro_st_write_tensor *tensors, size_t n,
                        paro_errinfo *ei)
 {
-    return write_tensors(path, tensors, n, NULL, NULL, ei);
+    return write_tensors(path, tensors, NULL, n, NULL, NULL, NULL, 0, ei);
 }
 
 paro_err paro_st_write_stream(const char *path, const paro_st_write_tensor *tensors, size_t n,
                               paro_st_fill_fn fill, void *user, paro_errinfo *ei)
 {
-    return write_tensors(path, tensors, n, fill, user, ei);
+    return write_tensors(path, tensors, NULL, n, fill, user, NULL, 0, ei);
+}
+
+paro_err paro_st_write_stream_meta(const char *path, const paro_st_write_tensor *tensors,
+                                   const char *const *int_dtypes, size_t n, paro_st_fill_fn fill,
+                                   void *user, const char *const *meta, size_t n_pairs,
+                                   paro_errinfo *ei)
+{
+    return write_tensors(path, tensors, int_dtypes, n, fill, user, meta, n_pairs, ei);
 }

@@ -73,6 +73,17 @@ paro_err paro_st_write(const char *path, const paro_st_write_tensor *tensors,
 typedef paro_err (*paro_st_fill_fn)(void *user, size_t index, void *dst, paro_errinfo *ei);
 paro_err paro_st_write_stream(const char *path, const paro_st_write_tensor *tensors,
                               size_t n, paro_st_fill_fn fill, void *user, paro_errinfo *ei);
+/* paro_st_write_stream, with two additions for plan exports:
+ *  - int_dtypes (NULL, or one entry per tensor): where an entry is not NULL,
+ *    the tensor is written as that integer dtype instead of its float dtype:
+ *    "I8", "I32" or "BOOL" (one byte, 0 or 1);
+ *  - a "__metadata__" object first in the header: n_pairs string pairs,
+ *    meta[2i] the key and meta[2i+1] the value (valid UTF-8, keys
+ *    distinct), in the given order. */
+paro_err paro_st_write_stream_meta(const char *path, const paro_st_write_tensor *tensors,
+                                   const char *const *int_dtypes, size_t n, paro_st_fill_fn fill,
+                                   void *user, const char *const *meta, size_t n_pairs,
+                                   paro_errinfo *ei);
 
 #ifdef __cplusplus
 }

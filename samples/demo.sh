@@ -21,8 +21,8 @@ for f in samples/demo/manifest.json samples/demo/*.safetensors; do
 done
 echo "  same bytes as samples/demo: the bundled sample is reproducible"
 echo
-echo "\$ paro calibrate -m samples/demo/manifest.json -o $out/demo.paro"
-"$paro" calibrate -m samples/demo/manifest.json -o "$out/demo.paro"
+echo "\$ paro calibrate -m samples/demo/manifest.json -o $out/demo.paro --tile-mass"
+"$paro" calibrate -m samples/demo/manifest.json -o "$out/demo.paro" --tile-mass
 echo
 echo "\$ paro dump $out/demo.paro"
 "$paro" dump "$out/demo.paro"
@@ -36,3 +36,9 @@ plan = json.load(open(sys.argv[2]))
 hits = sum(h["order"][-1] == planted[h["layer"]][h["head"]] for h in plan["heads"])
 print(f"  {hits} of {len(plan['heads'])} heads recovered their planted axis")
 PY
+echo
+echo "\$ paro dump $out/demo.paro --png $out/layer0.png --layer 0"
+"$paro" dump "$out/demo.paro" --png "$out/layer0.png" --layer 0
+echo "\$ paro dump $out/demo.paro --png $out/head0.png --layer 0 --head 0"
+"$paro" dump "$out/demo.paro" --png "$out/head0.png" --layer 0 --head 0
+echo "  pictures of the masks: $out/layer0.png (all heads), $out/head0.png (mask and tile masses)"

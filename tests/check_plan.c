@@ -2,7 +2,7 @@
  * rejects every corruption (formats/PLAN.md). */
 #include <check.h>       /* START_TEST, ck_assert*, Suite, TCase */
 #include <cjson/cJSON.h> /* cJSON_Parse, cJSON_GetObjectItemCaseSensitive */
-#include <math.h>        /* NAN, INFINITY, isfinite */
+#include <math.h>        /* NAN, INFINITY, isfinite, pow, fabs */
 #include <stdio.h>       /* snprintf */
 #include <stdlib.h>      /* malloc, calloc, realloc, free, strtod */
 #include <string.h>      /* memcpy, memcmp, memmove, memchr, strstr, strchr, strpbrk, strlen */
@@ -14,7 +14,9 @@
 
 /* ---- a random plan ---- */
 
-static paro_plan *make_plan(uint64_t seed, int text_last)
+/* A random plan of n_layers layers (ids 1, 4, 5, 6, ...), with tile masses
+ * when tile_mass is set. */
+static paro_plan *make_plan_ex(uint64_t seed, int text_last, uint32_t n_layers, int tile_mass)
 {
     static const char *const names[6] = {"FHW", "FWH", "HFW", "HWF", "WFH", "WHF"};
     paro_plan_order orders[6];
@@ -23,7 +25,10 @@ static paro_plan *make_plan(uint64_t seed, int text_last)
         memcpy(orders[o].kind, "axes", 5);
         memcpy(orders[o].name, names[(o + 3) % 6], 4); /* not in enum order */
     }
-    uint32_t layers[2] = {1, 4};
+    uint32_t layers[16];
+    ck_assert_uint_le(n_layers, 16);
+    for (uint32_t l = 0; l < n_layers; l++)
+        layers[l] = l == 0 ? 1 : 3 + l;
     paro_plan_sample samples[3] = {
         {0, 0, 999.0, -1, 0}, {2, 7, 500.5, 10, 1}, {5, -3, 1.0 / 3.0, 0, 1}};
     paro_plan shape;
@@ -40,8 +45,8 @@ static paro_plan *make_plan(uint64_t seed, int text_last)
     shape.heads = 3;
     shape.head_dim = 16;
     shape.scale = 0.25;
-    shape.model_layers = 6;
-    shape.n_layers = 2;
+    shape.model_layers = n_layers + 4;
+    shape.n_layers = n_layers;
     shape.layers = layers;
     shape.block_q = 9;
     shape.block_k = 10;
@@ -59,6 +64,7 @@ static paro_plan *make_plan(uint64_t seed, int text_last)
     shape.n_samples = 3;
     shape.samples = samples;
     shape.seed = 9007199254740991ull; /* 2^53 - 1 */
+    shape.with_tile_mass = tile_mass;
     paro_plan *p = NULL;
     paro_errinfo ei;
     paro_errinfo_clear(&ei);
@@ -80,7 +86,22 @@ static paro_plan *make_plan(uint64_t seed, int text_last)
                 for (uint32_t q = 0; q < p->nq; q++)
                     for (uint32_t k = 0; k < p->nk; k++)
                         paro_plan_mask_set(p, l, b, h, q, k, (int)(tu_rand(&st) & 1));
+    double mass[9];
+    for (uint32_t l = 0; tile_mass && l < p->n_layers; l++)
+        for (uint32_t b = 0; b < p->n_buckets; b++)
+            for (uint32_t h = 0; h < p->heads; h++) {
+                /* one head without any mass: all levels 0 */
+                int empty = l == 0 && b == 1 && h == 2;
+                for (int i = 0; i < 9; i++)
+                    mass[i] = empty ? 0.0 : pow(10.0, -8.0 * tu_uniform(&st));
+                paro_plan_set_tile_mass(p, l, b, h, mass);
+            }
     return p;
+}
+
+static paro_plan *make_plan(uint64_t seed, int text_last)
+{
+    return make_plan_ex(seed, text_last, 2, 0);
 }
 
 static void plans_equal(const paro_plan *a, const paro_plan *b)
@@ -135,6 +156,9 @@ static void plans_equal(const paro_plan *a, const paro_plan *b)
     ck_assert_uint_eq(paro_plan_mask_bytes(a), paro_plan_mask_bytes(b));
     for (uint32_t l = 0; l < a->n_layers; l++)
         ck_assert_mem_eq(a->masks[l], b->masks[l], paro_plan_mask_bytes(a));
+    ck_assert_int_eq(a->with_tile_mass, b->with_tile_mass);
+    for (uint32_t l = 0; a->with_tile_mass && l < a->n_layers; l++)
+        ck_assert_mem_eq(a->tile_mass[l], b->tile_mass[l], paro_plan_tile_mass_bytes(a));
 }
 
 static uint8_t *serialize(const paro_plan *p, size_t *len)
@@ -419,6 +443,39 @@ static void meta_fail(const char *from, const char *to, paro_err code, const cha
 
 /* ---- PLAN.md §14: the worked example, in its zlib-independent parts ---- */
 
+/* The bytes of the hex dump in formats/PLAN.md (lines "00010    16: 00 01 ..."),
+ * malloc'ed; NULL when the file is not there (the suite runs from the
+ * repository root). */
+static uint8_t *plan_md_example(size_t *len)
+{
+    FILE *f = fopen("formats/PLAN.md", "r");
+    if (!f)
+        return NULL;
+    size_t cap = 4096, n = 0;
+    uint8_t *out = malloc(cap);
+    char line[256];
+    while (fgets(line, sizeof line, f)) {
+        unsigned off, dec;
+        int used = 0;
+        if (sscanf(line, "%5x %u:%n", &off, &dec, &used) != 2 || used == 0 || off != dec ||
+            off != n)
+            continue;
+        const char *at = line + used;
+        unsigned byte;
+        int k;
+        /* up to 16 bytes a row; two spaces end them, before the ASCII column */
+        for (int i = 0; i < 16 && at[1] != ' ' && sscanf(at, " %2x%n", &byte, &k) == 1; i++) {
+            if (n == cap)
+                out = realloc(out, cap *= 2);
+            out[n++] = (uint8_t)byte;
+            at += k;
+        }
+    }
+    fclose(f);
+    *len = n;
+    return out;
+}
+
 START_TEST(test_worked_example)
 {
     paro_plan_order orders[2];
@@ -510,7 +567,14 @@ START_TEST(test_worked_example)
     free(raw);
     if (strcmp(zlibVersion(), "1.2.13") == 0) { /* the exact bytes of PLAN.md */
         ck_assert_uint_eq(len, 1418);
-        ck_assert_uint_eq(paro_rd32(b + 48), 0x930c52a8);
+        ck_assert_uint_eq(paro_rd32(b + 48), 0x04368393);
+        size_t doc_len;
+        uint8_t *doc = plan_md_example(&doc_len);
+        if (doc) {
+            ck_assert_uint_eq(doc_len, len);
+            ck_assert_mem_eq(doc, b, len);
+            free(doc);
+        }
     }
     tf_free(&t);
     free(b);
@@ -592,7 +656,7 @@ START_TEST(test_layout)
     static const uint8_t magic[8] = {0x97, 0x50, 0x41, 0x52, 0x0d, 0x0a, 0x1a, 0x0a};
     ck_assert_mem_eq(b, magic, 8);
     ck_assert_uint_eq(paro_rd16(b + 8), 1);
-    ck_assert_uint_eq(paro_rd16(b + 10), 0);
+    ck_assert_uint_eq(paro_rd16(b + 10), PARO_PLAN_MINOR);
     ck_assert_uint_eq(paro_rd32(b + 12), 64);
     ck_assert_uint_eq(paro_rd32(b + 24), 5 + 6 + 2);
     ck_assert_uint_eq(paro_rd32(b + 28), 48);
@@ -774,15 +838,17 @@ START_TEST(test_header_cases)
     expect_fail(c, len, PARO_ERR_FORMAT, "text-mode transfer", 0);
     RESET();
     paro_wr16(c + 8, 2);
-    expect_fail(c, len, PARO_ERR_FORMAT, "unsupported plan version 2.0", 8);
+    expect_fail(c, len, PARO_ERR_FORMAT, "unsupported plan version 2.1", 8);
     RESET();
     paro_wr16(c + 8, 0);
-    expect_fail(c, len, PARO_ERR_FORMAT, "unsupported plan version 0.0", 8);
+    expect_fail(c, len, PARO_ERR_FORMAT, "unsupported plan version 0.1", 8);
     RESET();
-    c[8] = 0; /* major written big-endian */
+    c[8] = 0; /* major and minor written big-endian */
     c[9] = 1;
+    c[10] = 0;
+    c[11] = 1;
     expect_fail(c, len, PARO_ERR_FORMAT,
-                "version 256.0: byte-swapped file? plans are little-endian", 8);
+                "version 256.256: byte-swapped file? plans are little-endian", 8);
     RESET();
     paro_wr32(c + 12, 32);
     expect_fail(c, len, PARO_ERR_FORMAT, "header_size 32", 12);
@@ -1142,14 +1208,14 @@ END_TEST
 
 START_TEST(test_forward_compat)
 {
-    /* minor 1 with a longer header and longer entries (unknown bytes set),
-     * an unknown optional section, unknown flags and unknown JSON keys:
-     * a 1.0 reader reads it */
+    /* a newer minor with a longer header and longer entries (unknown bytes
+     * set), an unknown optional section, unknown flags and unknown JSON keys:
+     * this reader reads it */
     tfile t;
     uint8_t *buf, *b;
     size_t len, n;
     sample_file(&t, &buf, &len);
-    t.minor = 1;
+    t.minor = PARO_PLAN_MINOR + 1;
     t.header_size = 100;
     t.entry_size = 56;
     t.fill = 0xab;
@@ -1164,7 +1230,11 @@ START_TEST(test_forward_compat)
     plans_equal(p0, q);
     paro_plan_free(q);
     free(b);
-    /* the same unknown keys in a 1.0 file are errors */
+    /* the same unknown keys in a file of our minor or an older one are errors */
+    t.minor = PARO_PLAN_MINOR;
+    b = tf_build(&t, &n);
+    expect_fail(b, n, PARO_ERR_FORMAT, "unknown key \"future\"", ANY_OFFSET);
+    free(b);
     t.minor = 0;
     b = tf_build(&t, &n);
     expect_fail(b, n, PARO_ERR_FORMAT, "unknown key \"future\"", ANY_OFFSET);
@@ -1478,6 +1548,386 @@ START_TEST(test_alloc)
 }
 END_TEST
 
+/* ---- tile masses (TILEMASS, format 1.1) ---- */
+
+START_TEST(test_tile_mass_levels)
+{
+    ck_assert_uint_eq(paro_plan_tile_mass_level(2.5, 2.5), 255);
+    ck_assert_uint_eq(paro_plan_tile_mass_level(2.5e-6, 2.5), 1);
+    ck_assert_uint_eq(paro_plan_tile_mass_level(2.49e-6, 2.5), 0);
+    ck_assert_uint_eq(paro_plan_tile_mass_level(1e-3, 1.0), 128);
+    ck_assert_uint_eq(paro_plan_tile_mass_level(0.0, 1.0), 0);
+    ck_assert_uint_eq(paro_plan_tile_mass_level(NAN, 1.0), 0);
+    ck_assert(paro_tile_mass_relative(0) == 0.0);
+    ck_assert(paro_tile_mass_relative(255) == 1.0);
+    ck_assert(fabs(paro_tile_mass_relative(1) - 1e-6) < 1e-21);
+    ck_assert(fabs(paro_tile_mass_relative(128) - 1e-3) < 1e-18);
+    /* every level stands for a mass that quantises back to it */
+    for (int q = 1; q < 256; q++)
+        ck_assert_uint_eq(paro_plan_tile_mass_level(paro_tile_mass_relative((uint8_t)q), 1.0), q);
+    /* levels are 6/254 of a decade apart */
+    for (int q = 2; q < 256; q++)
+        ck_assert(fabs(log10(paro_tile_mass_relative((uint8_t)q) /
+                             paro_tile_mass_relative((uint8_t)(q - 1))) - 6.0 / 254) < 1e-12);
+
+    paro_plan *p = make_plan_ex(3, 0, 2, 1);
+    const double mass[9] = {1e-9, 0.5, 2.0, 0.002, 0.0, 4e-6, 3.9e-6, 1.0, 4.0};
+    paro_plan_set_tile_mass(p, 1, 0, 2, mass);
+    /* 1 + round(254 * (log10(mass / 4) + 6) / 6), 0 below 1e-6 of 4 */
+    static const uint8_t want[9] = {0, 217, 242, 115, 0, 1, 0, 230, 255};
+    for (uint32_t i = 0; i < 9; i++)
+        ck_assert_uint_eq(paro_plan_tile_mass_get(p, 1, 0, 2, i / 3, i % 3), want[i]);
+    /* no mass, or a largest mass that is not finite: all levels 0 */
+    const double zero[9] = {0}, inf[9] = {1.0, INFINITY, 0, 0, 0, 0, 0, 0, 0};
+    paro_plan_set_tile_mass(p, 1, 0, 2, zero);
+    for (uint32_t i = 0; i < 9; i++)
+        ck_assert_uint_eq(paro_plan_tile_mass_get(p, 1, 0, 2, i / 3, i % 3), 0);
+    paro_plan_set_tile_mass(p, 1, 0, 2, inf);
+    ck_assert_uint_eq(paro_plan_tile_mass_get(p, 1, 0, 2, 0, 0), 0);
+    /* out of range: ignored, 0 */
+    paro_plan_set_tile_mass(p, 2, 0, 0, mass);
+    paro_plan_set_tile_mass(p, 0, 2, 0, mass);
+    paro_plan_set_tile_mass(p, 0, 0, 3, mass);
+    ck_assert_uint_eq(paro_plan_tile_mass_get(p, 0, 0, 0, 3, 0), 0);
+    ck_assert_uint_eq(paro_plan_tile_mass_bytes(p), 2 * 3 * 9);
+    paro_plan_free(p);
+    /* a plan without tile masses ignores them */
+    p = make_plan(3, 0);
+    ck_assert_ptr_null(p->tile_mass);
+    paro_plan_set_tile_mass(p, 0, 0, 0, mass);
+    ck_assert_uint_eq(paro_plan_tile_mass_get(p, 0, 0, 0, 0, 2), 0);
+    paro_plan_free(p);
+}
+END_TEST
+
+START_TEST(test_tile_mass_file)
+{
+    for (int text_last = 0; text_last < 2; text_last++) {
+        paro_plan *p = make_plan_ex(21 + (uint64_t)text_last, text_last, 2, 1);
+        size_t len, len2;
+        uint8_t *b = serialize(p, &len);
+        ck_assert_uint_eq(paro_rd16(b + 10), 1);
+        ck_assert_uint_eq(paro_rd32(b + 24), 5 + 6 + 2 + 2);
+        /* TILEMASS per layer after MASKS: optional, zlib, index = layer id */
+        for (int i = 13; i < 15; i++) {
+            const uint8_t *e = b + 64 + 48 * i;
+            ck_assert_uint_eq(paro_rd32(e), PARO_SEC_TILEMASS);
+            ck_assert_uint_eq(paro_rd32(e + 4), 0);
+            ck_assert_uint_eq(paro_rd32(e + 32), 1);
+            ck_assert_uint_eq(paro_rd64(e + 24), 2 * 3 * 3 * 3);
+            ck_assert_uint_eq(paro_rd32(e + 40), i == 13 ? 1 : 4);
+        }
+        paro_plan *q = parse_ok(b, len);
+        ck_assert_uint_eq(q->format_minor, 1);
+        plans_equal(p, q);
+        uint8_t *b2 = serialize(q, &len2);
+        ck_assert_uint_eq(len, len2);
+        ck_assert_mem_eq(b, b2, len);
+        /* the head without mass is all 0, the others peak at 255 */
+        ck_assert_uint_eq(q->tile_mass[0][(1 * 3 + 2) * 9 + 4], 0);
+        free(b);
+        free(b2);
+        paro_plan_free(p);
+        paro_plan_free(q);
+    }
+    /* without: no TILEMASS section */
+    paro_plan *p = make_plan(21, 0);
+    size_t len;
+    uint8_t *b = serialize(p, &len);
+    for (uint32_t i = 0; i < paro_rd32(b + 24); i++)
+        ck_assert_uint_ne(paro_rd32(b + 64 + 48 * i), PARO_SEC_TILEMASS);
+    paro_plan *q = parse_ok(b, len);
+    ck_assert_int_eq(q->with_tile_mass, 0);
+    ck_assert_ptr_null(q->tile_mass);
+    free(b);
+    paro_plan_free(p);
+    paro_plan_free(q);
+}
+END_TEST
+
+START_TEST(test_tile_mass_section_limit)
+{
+    /* TILEMASS doubles the sections per layer: 32766 layers then need more
+     * than the 65536 sections a plan may have */
+    paro_plan *p = make_plan(27, 0);
+    const uint32_t n = 32766;
+    uint32_t *layers = malloc(n * sizeof *layers), *crc = calloc(n, sizeof *crc);
+    for (uint32_t l = 0; l < n; l++)
+        layers[l] = l;
+    paro_plan shape = *p, *big = NULL;
+    shape.n_layers = n;
+    shape.layers = layers;
+    shape.layer_crc32 = crc;
+    shape.model_layers = n;
+    shape.with_tile_mass = 1;
+    ck_assert_int_eq(paro_plan_alloc(&big, &shape, NULL), PARO_OK);
+    uint8_t *buf = NULL;
+    size_t len;
+    paro_errinfo ei;
+    paro_errinfo_clear(&ei);
+    ck_assert_int_eq(paro_plan_serialize(big, &buf, &len, &ei), PARO_ERR_LIMIT);
+    ck_assert_ptr_nonnull(strstr(ei.msg, "65543 sections exceed the limit of 65536"));
+    ck_assert_ptr_null(buf);
+    paro_plan_free(big);
+    paro_plan_free(p);
+    free(layers);
+    free(crc);
+}
+END_TEST
+
+START_TEST(test_tile_mass_every_byte_flip)
+{
+    paro_plan *p = make_plan_ex(23, 1, 2, 1);
+    size_t len;
+    uint8_t *b = serialize(p, &len);
+    paro_plan_free(p);
+    for (size_t i = 0; i < len; i++) {
+        b[i] ^= 0x04;
+        paro_plan *q = NULL;
+        paro_errinfo ei;
+        paro_errinfo_clear(&ei);
+        paro_err e = paro_plan_parse(b, len, "t.paro", &q, &ei);
+        ck_assert_msg(e == PARO_ERR_FORMAT || e == PARO_ERR_LIMIT, "flip at byte %zu: got %d",
+                      i, e);
+        ck_assert_ptr_null(q);
+        ck_assert_uint_ne(ei.offset, PARO_NO_OFFSET);
+        b[i] ^= 0x04;
+    }
+    free(b);
+}
+END_TEST
+
+/* The file of a random plan with tile masses, split. */
+static void tile_mass_file(tfile *t, uint8_t **buf, size_t *len)
+{
+    paro_plan *p = make_plan_ex(25, 0, 2, 1);
+    *buf = serialize(p, len);
+    paro_plan_free(p);
+    tf_split(*buf, *len, t);
+}
+
+START_TEST(test_tile_mass_cases)
+{
+    tfile t;
+    uint8_t *buf, *b;
+    size_t len, n;
+    const size_t first = 13; /* the TILEMASS of layer 1; layer 4 follows */
+#define CASE(edit, code, want)                                                                 \
+    do {                                                                                       \
+        tile_mass_file(&t, &buf, &len);                                                        \
+        edit;                                                                                  \
+        b = tf_build(&t, &n);                                                                  \
+        expect_fail(b, n, code, want, ANY_OFFSET);                                             \
+        free(b);                                                                               \
+        tf_free(&t);                                                                           \
+        free(buf);                                                                             \
+    } while (0)
+    CASE(tf_remove(&t, first + 1), PARO_ERR_FORMAT,
+         "has TILEMASS sections, but none for layer 4");
+    CASE(tf_remove(&t, first), PARO_ERR_FORMAT, "has TILEMASS sections, but none for layer 1");
+    CASE(t.sec[first].flags = 1, PARO_ERR_FORMAT, "(TILEMASS) must not have the required flag");
+    CASE(t.sec[first + 1].index = 3, PARO_ERR_FORMAT, "layer 3, which is not in the plan");
+    CASE(t.sec[first + 1].index = 5, PARO_ERR_FORMAT, "none for layer 4");
+    CASE(t.sec[first].raw -= 1, PARO_ERR_FORMAT, "1 byte each");
+    CASE(t.sec[first].codec = 2, PARO_ERR_FORMAT, "codec 2 is not allowed");
+    {
+        tsec moved;
+        CASE((moved = t.sec[first], t.sec[first] = t.sec[first - 1], t.sec[first - 1] = moved),
+             PARO_ERR_FORMAT, "out of order");
+    }
+    /* a head whose largest level is not 255 */
+    tile_mass_file(&t, &buf, &len);
+    uint8_t *raw = tf_raw(&t.sec[first]);
+    for (int i = 0; i < 9; i++)
+        if (raw[i] == 255)
+            raw[i] = 254;
+    tf_set_raw(&t.sec[first], raw, (size_t)t.sec[first].raw);
+    b = tf_build(&t, &n);
+    expect_fail(b, n, PARO_ERR_FORMAT, "layer 1 bucket 0 head 0 peak at level 254", ANY_OFFSET);
+    free(b);
+    /* stored without zlib, the offset is that of the byte itself */
+    t.sec[first].codec = 0;
+    tf_set_raw(&t.sec[first], raw, (size_t)t.sec[first].raw);
+    b = tf_build(&t, &n);
+    paro_errinfo ei;
+    paro_errinfo_clear(&ei);
+    paro_plan *q = NULL;
+    ck_assert_int_eq(paro_plan_parse(b, n, "t.paro", &q, &ei), PARO_ERR_FORMAT);
+    size_t at = 0;
+    while (raw[at] != 254)
+        at++;
+    ck_assert_uint_eq(ei.offset, paro_rd64(b + 64 + 48 * first + 8) + at);
+    free(b);
+    /* and a valid stored one is read */
+    for (int i = 0; i < 9; i++)
+        if (raw[i] == 254)
+            raw[i] = 255;
+    tf_set_raw(&t.sec[first], raw, (size_t)t.sec[first].raw);
+    rebuild_ok(&t);
+    free(raw);
+    tf_free(&t);
+    free(buf);
+#undef CASE
+}
+END_TEST
+
+/* ---- dump --json-full ---- */
+
+START_TEST(test_json_full)
+{
+    paro_plan *p = make_plan(5, 1);
+    char *full = paro_plan_to_json_full(p), *plain = paro_plan_to_json(p);
+    ck_assert_ptr_nonnull(full);
+    ck_assert_ptr_null(strstr(plain, "\"masks\""));
+    cJSON *root = cJSON_Parse(full);
+    ck_assert_ptr_nonnull(root);
+    const cJSON *heads = cJSON_GetObjectItemCaseSensitive(root, "heads");
+    uint32_t i = 0;
+    for (cJSON *h = heads->child; h; h = h->next, i++) {
+        const uint32_t l = i / p->heads, hd = i % p->heads;
+        cJSON *m = cJSON_DetachItemFromObjectCaseSensitive(h, "masks");
+        ck_assert_int_eq(cJSON_GetArraySize(m), (int)p->n_buckets);
+        for (uint32_t b = 0; b < p->n_buckets; b++) {
+            const cJSON *rows = cJSON_GetArrayItem(m, (int)b);
+            ck_assert_int_eq(cJSON_GetArraySize(rows), (int)p->nq);
+            for (uint32_t q = 0; q < p->nq; q++) {
+                const cJSON *row = cJSON_GetArrayItem(rows, (int)q);
+                ck_assert_int_eq(cJSON_GetArraySize(row), (int)p->nk);
+                for (uint32_t k = 0; k < p->nk; k++) {
+                    const cJSON *v = cJSON_GetArrayItem(row, (int)k);
+                    ck_assert(cJSON_IsNumber(v));
+                    ck_assert_int_eq(v->valueint, paro_plan_mask_get(p, l, b, hd, q, k));
+                }
+            }
+        }
+        cJSON_Delete(m);
+    }
+    ck_assert_uint_eq(i, p->n_layers * p->heads);
+    /* without the masks, the same document as --json */
+    cJSON *other = cJSON_Parse(plain);
+    ck_assert(cJSON_Compare(root, other, 1));
+    cJSON_Delete(other);
+    cJSON_Delete(root);
+    free(full);
+    free(plain);
+    paro_plan_free(p);
+}
+END_TEST
+
+/* ---- merge ---- */
+
+/* The plan made of layer slots slots[0..n) of p, in that order (the test's
+ * own splitter, the inverse of a merge). */
+static paro_plan *subset(const paro_plan *p, const uint32_t *slots, uint32_t n)
+{
+    uint32_t layers[16], crc[16];
+    for (uint32_t i = 0; i < n; i++) {
+        layers[i] = p->layers[slots[i]];
+        crc[i] = p->layer_crc32[slots[i]];
+    }
+    paro_plan shape = *p, *q = NULL;
+    shape.n_layers = n;
+    shape.layers = layers;
+    shape.layer_crc32 = crc;
+    ck_assert_int_eq(paro_plan_alloc(&q, &shape, NULL), PARO_OK);
+    const size_t H = p->heads, S = H * p->n_orders * PARO_N_SCORES, B = H * p->n_buckets;
+    for (uint32_t i = 0; i < n; i++) {
+        const size_t s = slots[i];
+        memcpy(q->head_order + i * H, p->head_order + s * H, H);
+        memcpy(q->scores + i * S, p->scores + s * S, S * sizeof(double));
+        memcpy(q->density + i * B, p->density + s * B, B * sizeof(double));
+        memcpy(q->recall + i * B, p->recall + s * B, B * sizeof(double));
+        memcpy(q->masks[i], p->masks[s], paro_plan_mask_bytes(p));
+        if (p->with_tile_mass)
+            memcpy(q->tile_mass[i], p->tile_mass[s], paro_plan_tile_mass_bytes(p));
+    }
+    return q;
+}
+
+static paro_err merge_fail(const paro_plan *a, const paro_plan *b, const char *want)
+{
+    const paro_plan *parts[2] = {a, b};
+    const char *names[2] = {"a.paro", "b.paro"};
+    paro_plan *out = NULL;
+    paro_errinfo ei;
+    paro_errinfo_clear(&ei);
+    paro_err e = paro_plan_merge_named(parts, names, 2, &out, &ei);
+    ck_assert_ptr_null(out);
+    ck_assert_msg(strstr(ei.msg, want) != NULL, "'%s' lacks '%s'", ei.msg, want);
+    return e;
+}
+
+START_TEST(test_merge)
+{
+    for (int tm = 0; tm < 2; tm++) {
+        paro_plan *whole = make_plan_ex(31 + (uint64_t)tm, tm, 4, tm);
+        size_t len, mlen;
+        uint8_t *want = serialize(whole, &len);
+        /* three shards in a scrambled order */
+        static const uint32_t s0[1] = {2}, s1[2] = {0, 3}, s2[1] = {1};
+        paro_plan *a = subset(whole, s0, 1), *b = subset(whole, s1, 2), *c = subset(whole, s2, 1);
+        const paro_plan *parts[3] = {a, b, c};
+        paro_plan *m = NULL;
+        paro_errinfo ei;
+        paro_errinfo_clear(&ei);
+        ck_assert_int_eq(paro_plan_merge(parts, 3, &m, &ei), PARO_OK);
+        uint8_t *got = serialize(m, &mlen);
+        ck_assert_uint_eq(mlen, len);
+        ck_assert_mem_eq(got, want, len);
+        paro_plan_free(m);
+        free(got);
+        /* one plan merges into itself */
+        const paro_plan *alone[1] = {whole};
+        ck_assert_int_eq(paro_plan_merge(alone, 1, &m, &ei), PARO_OK);
+        got = serialize(m, &mlen);
+        ck_assert_mem_eq(got, want, len);
+        free(got);
+        paro_plan_free(m);
+        /* a layer twice */
+        ck_assert_int_eq(merge_fail(b, b, "layer 1 is in both a.paro and b.paro"),
+                         PARO_ERR_USAGE);
+        paro_plan_free(a);
+        paro_plan_free(b);
+        paro_plan_free(c);
+        paro_plan_free(whole);
+        free(want);
+    }
+    /* settings that differ: the first differing key, both values, both names */
+    paro_plan *p = make_plan_ex(35, 0, 2, 0);
+    static const uint32_t first[1] = {0}, second[1] = {1};
+    paro_plan *a = subset(p, first, 1), *b = subset(p, second, 1);
+    b->block_q = 2; /* and then blocks differ too: "block" comes first */
+    b->nq = 14;
+    ck_assert_int_eq(merge_fail(a, b, "cannot merge: \"block\" differs: [9,10] in a.paro, [2,10] "
+                                      "in b.paro"),
+                     PARO_ERR_USAGE);
+    b->block_q = 9;
+    b->nq = 3;
+    b->seed = 7;
+    merge_fail(a, b, "\"seed\" differs: 9007199254740991 in a.paro, 7 in b.paro");
+    b->seed = a->seed;
+    b->samples[2].timestep = 2.0;
+    merge_fail(a, b, "\"samples\" differs: ...");
+    b->samples[2].timestep = a->samples[2].timestep;
+    b->with_tile_mass = 1; /* only the flag matters to the comparison */
+    merge_fail(a, b, "b.paro has tile masses (TILEMASS sections), a.paro has none");
+    b->with_tile_mass = 0;
+    /* without names */
+    const paro_plan *parts[2] = {b, b};
+    paro_plan *m = NULL;
+    paro_errinfo ei;
+    paro_errinfo_clear(&ei);
+    ck_assert_int_eq(paro_plan_merge(parts, 2, &m, &ei), PARO_ERR_USAGE);
+    ck_assert_str_eq(ei.msg, "cannot merge: layer 4 is in both plan 1 and plan 2");
+    paro_errinfo_clear(&ei);
+    ck_assert_int_eq(paro_plan_merge(parts, 0, &m, &ei), PARO_ERR_USAGE);
+    ck_assert_ptr_null(m);
+    paro_plan_free(a);
+    paro_plan_free(b);
+    paro_plan_free(p);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("plan");
@@ -1490,6 +1940,11 @@ static Suite *suite(void)
     tcase_add_test(tc, test_to_json);
     tcase_add_test(tc, test_alloc);
     tcase_add_test(tc, test_worked_example);
+    tcase_add_test(tc, test_tile_mass_levels);
+    tcase_add_test(tc, test_tile_mass_file);
+    tcase_add_test(tc, test_tile_mass_section_limit);
+    tcase_add_test(tc, test_json_full);
+    tcase_add_test(tc, test_merge);
     suite_add_tcase(s, tc);
     tc = tcase_create("reader");
     tcase_set_timeout(tc, 300);
@@ -1503,6 +1958,8 @@ static Suite *suite(void)
     tcase_add_test(tc, test_json_whitespace_ok);
     tcase_add_test(tc, test_json_schema_cases);
     tcase_add_test(tc, test_json_offsets);
+    tcase_add_test(tc, test_tile_mass_every_byte_flip);
+    tcase_add_test(tc, test_tile_mass_cases);
     suite_add_tcase(s, tc);
     tc = tcase_create("writer");
     tcase_add_test(tc, test_writer_refuses);

@@ -33,3 +33,17 @@ $PARO calibrate -m cap/manifest.json -o part.paro --block 16 -j 1 --resume 2>err
 echo "exit $?"
 set -e
 grep -q "other inputs or settings" err.txt && echo "refused"
+# tile masses are saved in the journal too: a resumed --tile-mass run writes
+# the bytes of an uninterrupted one; a journal made without them is refused
+rm -f part.paro part.paro.journal
+$PARO -q calibrate -m cap/manifest.json -o whole_tm.paro --block 16 -j 1 --tile-mass
+interrupt --tile-mass
+$PARO -q calibrate -m cap/manifest.json -o part.paro --block 16 -j 1 --tile-mass --resume
+cmp part.paro whole_tm.paro && echo "tile masses: same bytes"
+rm -f part.paro
+interrupt
+set +e
+$PARO calibrate -m cap/manifest.json -o part.paro --block 16 -j 1 --tile-mass --resume 2>err.txt
+echo "exit $?"
+set -e
+grep -q "other inputs or settings" err.txt && echo "refused"

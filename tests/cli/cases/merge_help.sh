@@ -1,0 +1,1 @@
+$PARO merge --help
