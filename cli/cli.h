@@ -16,7 +16,8 @@
 #include <stdint.h> /* uint32_t, uint64_t */
 #include <stdio.h>  /* FILE */
 
-#include "error.h" /* paro_err, paro_errinfo */
+#include "error.h"        /* paro_err, paro_errinfo */
+#include "plan_picture.h" /* paro_image */
 
 /* Exit codes (DESIGN.md "CLI contract"). */
 enum {
@@ -55,6 +56,12 @@ int cli_exit_code(paro_err code);
 /* A usage error: the message, the usage line and a hint; returns EXIT_USAGE. */
 int cli_usage_error(const char *name, const cli_help *h, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* --png: 1 when out is "-" and stdout is a terminal (the caller refuses it);
+ * cli_write_png encodes img and writes it to out ("-": stdout), atomically,
+ * returning an exit code. */
+int cli_png_to_terminal(const char *out);
+int cli_write_png(const paro_image *img, const char *out);
 
 /* Option parsing: getopt_long with the common options added to `longopts`
  * (which must end with a zero entry) and to `shortopts`.  Returns the option

@@ -2,13 +2,10 @@
 #include <stdio.h>  /* printf, fwrite */
 #include <stdlib.h> /* free */
 #include <string.h> /* strlen, strcmp */
-#include <unistd.h> /* isatty, STDOUT_FILENO */
 
-#include "atomic_file.h"  /* paro_atomic_write_file */
 #include "cli.h"
 #include "plan.h"         /* paro_plan_read, paro_plan_to_json, paro_plan_to_json_full */
 #include "plan_picture.h" /* paro_picture_head, paro_picture_layer */
-#include "png.h"          /* paro_png_encode */
 
 static const cli_help help = {
     .usage = "paro dump [options] PLAN",
@@ -146,31 +143,15 @@ static int write_picture(const paro_plan *p, const char *path, const char *out, 
                                bucket, p->n_buckets, p->n_buckets == 1 ? "" : "s",
                                p->n_buckets - 1);
     if (head >= 0 && !p->with_tile_mass)
-        cli_warn("%s has no tile masses (they came with plan format 1.1); the picture shows "
-                 "the mask only",
+        cli_warn("%s has no tile masses (calibrate with --tile-mass to store them); the "
+                 "picture shows the mask only",
                  path);
     paro_errinfo ei;
     paro_errinfo_clear(&ei);
     paro_image img = {0, 0, NULL};
     paro_err err = head >= 0 ? paro_picture_head(p, slot, bucket, (uint32_t)head, &img, NULL, &ei)
                              : paro_picture_layer(p, slot, bucket, &img, NULL, &ei);
-    uint8_t *png = NULL;
-    size_t len = 0;
-    if (!err)
-        err = paro_png_encode(img.rgb, img.width, img.height, &png, &len, &ei);
-    int rc = EXIT_OK;
-    if (err) {
-        rc = cli_fail(&ei);
-    } else if (strcmp(out, "-") == 0) {
-        if (fwrite(png, 1, len, stdout) != len)
-            rc = cli_error("writing the picture to stdout failed");
-    } else if (paro_atomic_write_file(out, png, len, &ei)) {
-        rc = cli_fail(&ei);
-    } else {
-        cli_log(3, "paro: wrote %s (%u x %u pixels, %zu bytes)\n", out, img.width, img.height,
-                len);
-    }
-    free(png);
+    int rc = err ? cli_fail(&ei) : cli_write_png(&img, out);
     paro_image_free(&img);
     return rc;
 }
@@ -228,7 +209,7 @@ int cmd_dump(int argc, char **argv)
         return cli_usage_error("dump ", &help, "--layer, --head and --bucket go with --png");
     if (png && !have_layer)
         return cli_usage_error("dump ", &help, "--png needs --layer (and --head for one head)");
-    if (png && strcmp(png, "-") == 0 && isatty(STDOUT_FILENO))
+    if (png && cli_png_to_terminal(png))
         return cli_usage_error("dump ", &help,
                                "refusing to write a picture to a terminal; redirect stdout or "
                                "give --png a file name");

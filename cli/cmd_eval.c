@@ -11,6 +11,7 @@
 #include "calibrate.h" /* paro_device */
 #include "cli.h"
 #include "eval.h"      /* paro_eval, paro_eval_result */
+#include "eval_picture.h" /* paro_eval_sweep_picture */
 #include "json_util.h" /* paro_json_print_line */
 #include "manifest.h"  /* paro_manifest_load */
 #include "order.h"     /* paro_order_name, PARO_ORDER_FHW */
@@ -32,15 +33,19 @@ static const cli_help help = {
         "                          was not calibrated on]\n"
         "      --density-sweep L   also rebuild both orders' masks at these densities,\n"
         "                          e.g. 0.1,0.2,0.3,0.5, and report recall and error\n"
+        "      --png FILE          with --density-sweep: draw recall and error against\n"
+        "                          density for both orders ('-': stdout)\n"
         "      --json              print one JSON object (schema paro-eval/v1)\n"
         "      --device DEV        auto | cpu | cuda [default: auto, which is cpu]\n"
         "  -j, --threads N         worker threads [default: all cores]",
     .examples = "  paro eval -m capture/manifest.json -p model.paro\n"
                 "  paro eval -m capture/manifest.json -p model.paro --density-sweep "
-                "0.1,0.2,0.3,0.5 --json",
+                "0.1,0.2,0.3,0.5 --json\n"
+                "  paro eval -m capture/manifest.json -p model.paro --density-sweep "
+                "0.1,0.2,0.3,0.5 --png sweep.png",
 };
 
-enum { OPT_SAMPLES = 256, OPT_SWEEP, OPT_JSON, OPT_DEVICE };
+enum { OPT_SAMPLES = 256, OPT_SWEEP, OPT_JSON, OPT_DEVICE, OPT_PNG };
 
 static volatile sig_atomic_t stop_requested;
 
@@ -437,6 +442,7 @@ int cmd_eval(int argc, char **argv)
         {"density-sweep", required_argument, NULL, OPT_SWEEP},
         {"json", no_argument, NULL, OPT_JSON},
         {"device", required_argument, NULL, OPT_DEVICE},
+        {"png", required_argument, NULL, OPT_PNG},
         {"threads", required_argument, NULL, 'j'},
         {NULL, 0, NULL, 0},
     };
@@ -444,7 +450,7 @@ int cmd_eval(int argc, char **argv)
     paro_eval_config_default(&cfg);
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     cfg.threads = cores > 0 ? (int)cores : 1;
-    const char *manifest_path = NULL, *plan_path = NULL, *samples_arg = NULL;
+    const char *manifest_path = NULL, *plan_path = NULL, *samples_arg = NULL, *png = NULL;
     double *sweep = NULL;
     int json = 0, opt;
     while ((opt = cli_getopt(argc, argv, "m:p:j:", longopts, "eval", &help)) != -1) {
@@ -465,6 +471,7 @@ int cmd_eval(int argc, char **argv)
             bad = parse_densities(optarg, &sweep, &cfg.n_sweep);
             break;
         case OPT_JSON: json = 1; break;
+        case OPT_PNG: png = optarg; break;
         case OPT_DEVICE:
             if (!strcmp(optarg, "auto"))
                 cfg.device = PARO_DEVICE_AUTO;
@@ -495,6 +502,14 @@ int cmd_eval(int argc, char **argv)
         rc = cli_usage_error("eval ", &help, "a manifest is required (-m MANIFEST)");
     else if (!plan_path)
         rc = cli_usage_error("eval ", &help, "a plan is required (-p PLAN)");
+    else if (png && cfg.n_sweep == 0)
+        rc = cli_usage_error("eval ", &help, "--png draws the density sweep: give --density-sweep");
+    else if (png && cli_png_to_terminal(png))
+        rc = cli_usage_error("eval ", &help,
+                             "refusing to write a picture to a terminal; redirect stdout or "
+                             "give --png a file name");
+    else if (png && json && strcmp(png, "-") == 0)
+        rc = cli_usage_error("eval ", &help, "--json and --png - would share stdout");
     if (rc) {
         free(sweep);
         return rc;
@@ -542,6 +557,16 @@ int cmd_eval(int argc, char **argv)
     }
     for (int i = 0; i < res->n_warnings; i++)
         cli_warn("%s", res->warnings[i]);
+    if (png) {
+        paro_image img = {0, 0, NULL};
+        if (paro_eval_sweep_picture(res, &img, NULL, &ei))
+            rc = cli_fail(&ei);
+        else
+            rc = cli_write_png(&img, png);
+        paro_image_free(&img);
+        if (rc || strcmp(png, "-") == 0)
+            goto done;
+    }
     if (json) {
         char *text = eval_json(res, plan, plan_path, m);
         if (!text)

@@ -116,21 +116,20 @@ uint32_t paro_picture_text_width(const char *s, uint32_t scale)
 
 /* ---- drawing ---- */
 
-static void fill(paro_image *img, uint32_t x, uint32_t y, uint32_t w, uint32_t h,
-                 const uint8_t rgb[3])
+void paro_picture_fill(paro_image *img, uint32_t x, uint32_t y, uint32_t w, uint32_t h,
+                       const uint8_t rgb[3])
 {
     for (uint32_t j = y; j < y + h && j < img->height; j++)
         for (uint32_t i = x; i < x + w && i < img->width; i++)
             memcpy(img->rgb + ((size_t)j * img->width + i) * 3, rgb, 3);
 }
 
-/* A one-pixel frame just outside the w x h area at (x, y). */
-static void frame(paro_image *img, uint32_t x, uint32_t y, uint32_t w, uint32_t h)
+void paro_picture_frame(paro_image *img, uint32_t x, uint32_t y, uint32_t w, uint32_t h)
 {
-    fill(img, x - 1, y - 1, w + 2, 1, frame_colour);
-    fill(img, x - 1, y + h, w + 2, 1, frame_colour);
-    fill(img, x - 1, y, 1, h, frame_colour);
-    fill(img, x + w, y, 1, h, frame_colour);
+    paro_picture_fill(img, x - 1, y - 1, w + 2, 1, frame_colour);
+    paro_picture_fill(img, x - 1, y + h, w + 2, 1, frame_colour);
+    paro_picture_fill(img, x - 1, y, 1, h, frame_colour);
+    paro_picture_fill(img, x + w, y, 1, h, frame_colour);
 }
 
 void paro_picture_text(paro_image *img, uint32_t x, uint32_t y, const char *s, uint32_t scale,
@@ -146,7 +145,7 @@ void paro_picture_text(paro_image *img, uint32_t x, uint32_t y, const char *s, u
         for (uint32_t r = 0; r < 7; r++)
             for (uint32_t c = 0; c < 5; c++)
                 if (g->rows[r] >> (4 - c) & 1)
-                    fill(img, x + c * scale, y + r * scale, scale, scale, rgb);
+                    paro_picture_fill(img, x + c * scale, y + r * scale, scale, scale, rgb);
     }
 }
 
@@ -276,7 +275,7 @@ static void draw_mask(paro_image *img, const paro_plan *p, uint32_t l, uint32_t 
                     }
                 blend(paro_picture_skipped, paro_picture_kept, kept, all, rgb);
             }
-            fill(img, x0 + px * g->cell, y0 + py * g->cell, g->cell, g->cell, rgb);
+            paro_picture_fill(img, x0 + px * g->cell, y0 + py * g->cell, g->cell, g->cell, rgb);
         }
 }
 
@@ -292,7 +291,7 @@ static void draw_heat(paro_image *img, const paro_plan *p, uint32_t l, uint32_t 
                     top = v > top ? v : top;
                 }
             paro_picture_heat_colour(top, lo, rgb);
-            fill(img, x0 + px * g->cell, y0 + py * g->cell, g->cell, g->cell, rgb);
+            paro_picture_fill(img, x0 + px * g->cell, y0 + py * g->cell, g->cell, g->cell, rgb);
         }
 }
 
@@ -308,8 +307,8 @@ static uint32_t mask_legend(paro_image *img, uint32_t x, uint32_t y, int across)
         uint32_t w = SWATCH + 8 + paro_picture_text_width(names[i], TEXT_SCALE);
         if (img) {
             uint32_t sy = across ? y : y + (uint32_t)i * LINE;
-            fill(img, at, sy, SWATCH, SWATCH, colours[i]);
-            frame(img, at, sy, SWATCH, SWATCH);
+            paro_picture_fill(img, at, sy, SWATCH, SWATCH, colours[i]);
+            paro_picture_frame(img, at, sy, SWATCH, SWATCH);
             paro_picture_text(img, at + SWATCH + 8, sy, names[i], TEXT_SCALE, dim_colour);
         }
         if (across)
@@ -319,7 +318,7 @@ static uint32_t mask_legend(paro_image *img, uint32_t x, uint32_t y, int across)
     return across ? at - 20 - x : widest;
 }
 
-static paro_err image_alloc(paro_image *img, uint64_t w, uint64_t h, paro_errinfo *ei)
+paro_err paro_image_alloc(paro_image *img, uint64_t w, uint64_t h, paro_errinfo *ei)
 {
     img->width = img->height = 0;
     img->rgb = NULL;
@@ -426,7 +425,7 @@ paro_err paro_picture_head(const paro_plan *p, uint32_t l, uint32_t b, uint32_t 
     const uint64_t width = (uint64_t)MARGIN * 2 + body;
     const uint64_t height = (uint64_t)(mask_bottom > heat_bottom ? mask_bottom : heat_bottom) +
                             MARGIN;
-    if ((err = image_alloc(img, width, height, ei)))
+    if ((err = paro_image_alloc(img, width, height, ei)))
         return err;
 
     for (int i = 0; i < 3; i++)
@@ -434,14 +433,14 @@ paro_err paro_picture_head(const paro_plan *p, uint32_t l, uint32_t b, uint32_t 
                           i == 0 ? text_colour : dim_colour);
     const uint32_t mask_x = MARGIN + 1, heat_x = MARGIN + mask_col + GAP + 1;
     paro_picture_text(img, mask_x - 1, top, "MASK", TEXT_SCALE, text_colour);
-    frame(img, mask_x, panel_y, g.w, g.h);
+    paro_picture_frame(img, mask_x, panel_y, g.w, g.h);
     draw_mask(img, p, l, b, h, mask_x, panel_y, &g);
     mask_legend(img, mask_x - 1, below, 0);
     lay->mask_x = mask_x;
     lay->mask_y = panel_y;
     if (lay->has_heat) {
         paro_picture_text(img, heat_x - 1, top, heat_caption, TEXT_SCALE, text_colour);
-        frame(img, heat_x, panel_y, g.w, g.h);
+        paro_picture_frame(img, heat_x, panel_y, g.w, g.h);
         const uint8_t lo = heat_floor(p, l, b, h);
         draw_heat(img, p, l, b, h, heat_x, panel_y, &g, lo);
         /* the legend strip: column i is the ramp at i / 255, from level lo
@@ -449,9 +448,9 @@ paro_err paro_picture_head(const paro_plan *p, uint32_t l, uint32_t b, uint32_t 
         for (uint32_t i = 0; i < LEVELS; i++) {
             uint8_t rgb[3];
             paro_picture_ramp(i, LEVELS - 1, rgb);
-            fill(img, heat_x + i, below, 1, SWATCH, rgb);
+            paro_picture_fill(img, heat_x + i, below, 1, SWATCH, rgb);
         }
-        frame(img, heat_x, below, LEVELS, SWATCH);
+        paro_picture_frame(img, heat_x, below, LEVELS, SWATCH);
         const uint32_t ly = below + SWATCH + 6;
         char left[16], mid[16];
         fmt_share(lo, left, sizeof left);
@@ -518,7 +517,7 @@ paro_err paro_picture_layer(const paro_plan *p, uint32_t l, uint32_t b, paro_ima
     const uint32_t grid_y = MARGIN + 3 * LINE + 12 + 1;
     const uint64_t width = (uint64_t)MARGIN * 2 + body;
     const uint64_t height = (uint64_t)grid_y + (uint64_t)rows * step_y - 14 + MARGIN;
-    if ((err = image_alloc(img, width, height, ei)))
+    if ((err = paro_image_alloc(img, width, height, ei)))
         return err;
     paro_picture_text(img, MARGIN, MARGIN, title[0], TEXT_SCALE, text_colour);
     paro_picture_text(img, MARGIN, MARGIN + LINE, title[1], TEXT_SCALE, dim_colour);
@@ -530,7 +529,7 @@ paro_err paro_picture_layer(const paro_plan *p, uint32_t l, uint32_t b, paro_ima
     lay->step_y = step_y;
     for (uint32_t h = 0; h < p->heads; h++) {
         const uint32_t x = lay->grid_x + h % cols * step_x, y = grid_y + h / cols * step_y;
-        frame(img, x, y, g.w, g.h);
+        paro_picture_frame(img, x, y, g.w, g.h);
         draw_mask(img, p, l, b, h, x, y, &g);
         const size_t at = paro_plan_bucket_index(p, l, b, h);
         char line[2][64];

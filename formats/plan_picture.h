@@ -67,7 +67,16 @@ paro_err paro_picture_head(const paro_plan *p, uint32_t l, uint32_t b, uint32_t 
 /* Draws every head of layer slot l for bucket b.  lay may be NULL. */
 paro_err paro_picture_layer(const paro_plan *p, uint32_t l, uint32_t b, paro_image *img,
                             paro_picture_layout *lay, paro_errinfo *ei);
+/* Allocates a w x h image filled with paro_picture_background;
+ * PARO_ERR_LIMIT beyond PARO_PICTURE_MAX_PIXELS. */
+paro_err paro_image_alloc(paro_image *img, uint64_t w, uint64_t h, paro_errinfo *ei);
 void paro_image_free(paro_image *img);
+
+/* Drawing, clipped to the image: a filled rectangle, and a one-pixel frame
+ * just outside the w x h area at (x, y) (x, y >= 1). */
+void paro_picture_fill(paro_image *img, uint32_t x, uint32_t y, uint32_t w, uint32_t h,
+                       const uint8_t rgb[3]);
+void paro_picture_frame(paro_image *img, uint32_t x, uint32_t y, uint32_t w, uint32_t h);
 
 /* Text in the built-in 5x7 font, each font pixel a scale x scale square,
  * glyphs 6 * scale apart: letters (lower case drawn as upper case, except

@@ -10,6 +10,7 @@
 
 #include "calibrate.h"   /* paro_calibrate, paro_bucket_of */
 #include "eval.h"        /* paro_eval */
+#include "eval_picture.h" /* paro_eval_sweep_picture */
 #include "manifest.h"    /* paro_manifest_load, paro_sample_read */
 #include "mask.h"        /* paro_build_mask, paro_mask_scratch_bytes */
 #include "order.h"       /* paro_order_positions */
@@ -989,6 +990,84 @@ START_TEST(summaries_average_heads)
 }
 END_TEST
 
+
+/* The sweep picture: every point's marker sits where the layout says, in its
+ * series' colour; the error axis is the next 1/2/2.5/5 step above the
+ * largest error; the same result gives the same pixels; no sweep, no
+ * picture. */
+START_TEST(sweep_picture_puts_points_where_they_belong)
+{
+    enum { L = 1, H = 2, D = 3 };
+    /* per head, per density: density, density FHW, recall, recall FHW,
+     * error, error FHW; head 1 adds 0.02 to every value so means differ
+     * from either head.  Targets out of order: the picture sorts them. */
+    const double target[D] = {0.5, 0.1, 0.3};
+    double sweep[L * H * D * PARO_SWEEP_N_METRICS];
+    for (int h = 0; h < H; h++)
+        for (int d = 0; d < D; d++) {
+            double *x = sweep + ((size_t)h * D + d) * PARO_SWEEP_N_METRICS;
+            double t = target[d], k = 0.02 * h;
+            x[PARO_SWEEP_DENSITY] = t + k;
+            x[PARO_SWEEP_DENSITY_CAPTURE] = t + 0.01 + k;
+            x[PARO_SWEEP_RECALL] = 0.9 - (0.5 - t) + k;
+            x[PARO_SWEEP_RECALL_CAPTURE] = 0.6 - (0.5 - t) + k;
+            x[PARO_SWEEP_OUT_REL_L2] = 0.5 * (0.6 - t) + k;
+            x[PARO_SWEEP_OUT_REL_L2_CAPTURE] = 1.2 * (0.6 - t) + k;
+        }
+    paro_eval_result r;
+    memset(&r, 0, sizeof r);
+    r.n_layers = L;
+    r.heads = H;
+    r.n_samples = 1;
+    r.n_sweep = D;
+    r.sweep_density = (double *)target;
+    r.sweep = sweep;
+    paro_image img = {0, 0, NULL}, again = {0, 0, NULL};
+    paro_sweep_layout lay;
+    paro_errinfo ei;
+    paro_errinfo_clear(&ei);
+    ck_assert_int_eq(paro_eval_sweep_picture(&r, &img, &lay, &ei), PARO_OK);
+    /* largest error: 1.2 * 0.5 + 0.02 = 0.62 -> 1; densities up to 0.53 -> 0.6 */
+    ck_assert(lay.error_max == 1.0);
+    ck_assert(fabs(lay.x_max - 0.6) < 1e-12);
+    for (int d = 0; d < D; d++) {
+        double m[PARO_SWEEP_N_METRICS];
+        paro_eval_sweep_summary(&r, -1, (size_t)d, m);
+        struct {
+            double x, y, top;
+            uint32_t px, py;
+            const uint8_t *rgb;
+        } pts[4] = {
+            {m[PARO_SWEEP_DENSITY], m[PARO_SWEEP_RECALL], 1.0, lay.recall_x, lay.recall_y,
+             paro_sweep_chosen_colour},
+            {m[PARO_SWEEP_DENSITY_CAPTURE], m[PARO_SWEEP_RECALL_CAPTURE], 1.0, lay.recall_x,
+             lay.recall_y, paro_sweep_capture_colour},
+            {m[PARO_SWEEP_DENSITY], m[PARO_SWEEP_OUT_REL_L2], lay.error_max, lay.error_x,
+             lay.error_y, paro_sweep_chosen_colour},
+            {m[PARO_SWEEP_DENSITY_CAPTURE], m[PARO_SWEEP_OUT_REL_L2_CAPTURE], lay.error_max,
+             lay.error_x, lay.error_y, paro_sweep_capture_colour},
+        };
+        for (int i = 0; i < 4; i++) {
+            uint32_t x = paro_sweep_px(&lay, pts[i].px, pts[i].x);
+            uint32_t y = paro_sweep_py(&lay, pts[i].py, pts[i].y, pts[i].top);
+            ck_assert_uint_lt(x, img.width);
+            ck_assert_uint_lt(y, img.height);
+            ck_assert_msg(!memcmp(img.rgb + ((size_t)y * img.width + x) * 3, pts[i].rgb, 3),
+                          "density %d, point %d: wrong colour at (%u, %u)", d, i, x, y);
+        }
+    }
+    ck_assert_int_eq(paro_eval_sweep_picture(&r, &again, NULL, &ei), PARO_OK);
+    ck_assert_uint_eq(again.width, img.width);
+    ck_assert_uint_eq(again.height, img.height);
+    ck_assert(!memcmp(again.rgb, img.rgb, (size_t)img.width * img.height * 3));
+    paro_image_free(&again);
+    paro_image_free(&img);
+    r.n_sweep = 0;
+    ck_assert_int_eq(paro_eval_sweep_picture(&r, &img, NULL, &ei), PARO_ERR_USAGE);
+    ck_assert_ptr_null(img.rgb);
+}
+END_TEST
+
 static Suite *eval_suite(void)
 {
     Suite *s = suite_create("eval");
@@ -1008,6 +1087,7 @@ static Suite *eval_suite(void)
     tcase_add_test(tc, uncovered_bucket_uses_evaluation_samples);
     tcase_add_test(tc, bad_inputs_are_refused);
     tcase_add_test(tc, summaries_average_heads);
+    tcase_add_test(tc, sweep_picture_puts_points_where_they_belong);
     suite_add_tcase(s, tc);
     return s;
 }
