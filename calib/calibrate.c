@@ -66,6 +66,13 @@ static paro_err check_config(const paro_manifest *m, const paro_calib_config *c,
         return BAD("dense-until must be in [0, 1]");
     if (c->threads < 1)
         return BAD("threads must be >= 1");
+    if (c->gpus) {
+        if (c->n_gpus < 1 || c->n_gpus > PARO_CALIB_MAX_GPUS)
+            return BAD("between 1 and %d GPUs can be given", PARO_CALIB_MAX_GPUS);
+        for (uint32_t i = 0; i < c->n_gpus; i++)
+            if (c->gpus[i] < 0)
+                return BAD("GPU %d does not exist", c->gpus[i]);
+    }
     switch (c->target.mode) {
     case PARO_TARGET_DENSITY:
     case PARO_TARGET_RECALL:
@@ -221,6 +228,7 @@ typedef struct finisher {
     pthread_t tid;
     int running;
     paro_journal *journal; /* finished layers are saved here (may be NULL) */
+    pthread_mutex_t *journal_lock; /* held while appending (lanes share the journal) */
     paro_plan *plan;
     uint32_t slot_l;
     const paro_tiling *t;
@@ -235,8 +243,11 @@ static void *finisher_main(void *arg)
     finisher *f = arg;
     double start = now_s();
     f->rc = finish_layer(f->plan, f->slot_l, f->t, f->st, f->cfg, &f->space, &f->ei);
-    if (!f->rc && f->journal)
+    if (!f->rc && f->journal) {
+        pthread_mutex_lock(f->journal_lock);
         f->rc = paro_journal_append(f->journal, f->plan, f->slot_l, &f->ei);
+        pthread_mutex_unlock(f->journal_lock);
+    }
     f->seconds += now_s() - start;
     return NULL;
 }
@@ -400,22 +411,23 @@ static const char *human_bytes(double bytes, char *buf)
  * allocated, so that a layer that cannot fit is refused with the numbers
  * rather than killed half-way. */
 static paro_err check_memory(const paro_tiling *t, const paro_manifest *m,
-                             const paro_calib_config *cfg, paro_errinfo *ei)
+                             const paro_calib_config *cfg, uint32_t lanes, paro_errinfo *ei)
 {
     if (cfg->max_memory == 0)
         return PARO_OK;
     const double nt = (double)paro_tiling_tiles(t), slots = (double)t->n_slots;
     const double heads = (double)m->heads;
     const double workers = (double)(cfg->threads < (int)m->heads ? cfg->threads : (int)m->heads);
-    /* Q and K of one layer-sample, as f32 */
-    const double inputs = 2.0 * heads * m->n_tokens * m->head_dim * 4.0;
-    /* two sets of fp64 block statistics: the layer read and the one scored */
-    const double stats = 2.0 * (cfg->n_buckets + 1.0) * heads * slots * nt * 8.0;
+    /* per lane (GPU): Q and K of one layer-sample, as f32 */
+    const double inputs = lanes * 2.0 * heads * m->n_tokens * m->head_dim * 4.0;
+    /* per lane: two sets of fp64 block statistics, the layer read and the
+     * one scored */
+    const double stats = lanes * 2.0 * (cfg->n_buckets + 1.0) * heads * slots * nt * 8.0;
     /* per worker: the CPU kernel's scratch and one head's tile stats, or the
      * scoring scratch (the larger) */
     const double per_worker = (double)paro_tile_stats_scratch_bytes(t, m->head_dim) +
                               2.0 * slots * nt * 8.0 + 8.0 * nt * 4.0;
-    const double keep = heads * cfg->n_buckets * nt;
+    const double keep = lanes * heads * cfg->n_buckets * nt;
     const double need = inputs + stats + workers * per_worker + keep;
     if (need <= (double)cfg->max_memory)
         return PARO_OK;
@@ -434,16 +446,17 @@ static paro_err check_memory(const paro_tiling *t, const paro_manifest *m,
 /* auto: the GPU when this build has CUDA, a device is there and the kernels
  * handle the shape; otherwise the CPU.  cuda: the GPU or an error. */
 static paro_err open_backend(paro_backend *b, const paro_tiling *t, const paro_manifest *m,
-                             const paro_calib_config *cfg, paro_errinfo *ei)
+                             const paro_calib_config *cfg, int gpu, int threads,
+                             paro_errinfo *ei)
 {
     paro_backend_shape shape = {t, m->heads, m->head_dim, cfg->n_buckets, m->scale};
     if (cfg->device != PARO_DEVICE_CPU) {
         paro_errinfo why;
         paro_errinfo_clear(&why);
-        paro_err rc = paro_backend_cuda_open(b, &shape, 0, cfg->threads, &why);
+        paro_err rc = paro_backend_cuda_open(b, &shape, gpu, threads, &why);
         if (rc == PARO_OK)
             return PARO_OK;
-        if (cfg->device == PARO_DEVICE_CUDA) {
+        if (cfg->device == PARO_DEVICE_CUDA || cfg->gpus) {
             if (ei)
                 *ei = why;
             return rc;
@@ -452,7 +465,7 @@ static paro_err open_backend(paro_backend *b, const paro_tiling *t, const paro_m
             b->close(b);
         memset(b, 0, sizeof *b);
     }
-    return paro_backend_cpu_open(b, &shape, cfg->threads, ei);
+    return paro_backend_cpu_open(b, &shape, threads, ei);
 }
 
 /* Checks every tensor the run will read before the first one is computed on:
@@ -505,6 +518,224 @@ static paro_err check_buckets(const paro_manifest *m, const uint32_t *samples, s
     return PARO_OK;
 }
 
+/* ---- lanes: one GPU (or the CPU) working through its share of the layers */
+
+/* What the lanes share.  Each layer is computed by one lane, which writes
+ * only that layer's entries of the plan, so the plan is the same whatever
+ * the number of lanes. */
+typedef struct calib_shared {
+    const paro_manifest *m;
+    const paro_calib_config *cfg;
+    const paro_tiling *tiling;
+    paro_plan *plan;
+    const uint32_t *layers;  /* [plan layers]: model layer ids */
+    const uint32_t *samples; /* manifest indices */
+    const uint32_t *bucket;  /* [n_samples] */
+    size_t n_samples;
+    paro_journal *journal;
+    pthread_mutex_t journal_lock;
+    /* progress, under lock: the steps done and the latest one, and whether
+     * some lane failed (the others then stop at their next step) */
+    pthread_mutex_t lock;
+    pthread_cond_t stepped;
+    paro_calib_progress prog;
+    int failed, running;
+} calib_shared;
+
+typedef struct lane {
+    calib_shared *sh;
+    paro_calib_config cfg; /* the run's, with this lane's share of threads */
+    int gpu;
+    paro_backend backend;
+    paro_block_stats stats[2]; /* the layer being read, and the one being scored */
+    finisher fin;
+    const uint32_t *todo; /* plan layer slots this lane computes */
+    uint32_t n_todo;
+    paro_calib_timing timing;
+    paro_err rc;
+    paro_errinfo ei;
+    pthread_t tid;
+    int threaded;
+} lane;
+
+/* After each (layer, sample) step: the progress callback when the lane runs
+ * on the calling thread, else a count the calling thread reports.  Non-zero
+ * when the run must stop. */
+static int lane_step(lane *ln, uint32_t layer, size_t sample)
+{
+    calib_shared *sh = ln->sh;
+    pthread_mutex_lock(&sh->lock);
+    sh->prog.done++;
+    sh->prog.layer = layer;
+    sh->prog.sample = sample;
+    paro_calib_progress now = sh->prog;
+    int failed = sh->failed;
+    pthread_cond_signal(&sh->stepped);
+    pthread_mutex_unlock(&sh->lock);
+    if (!ln->threaded && sh->cfg->progress)
+        sh->cfg->progress(sh->cfg->progress_user, &now);
+    return failed;
+}
+
+static int lane_should_stop(lane *ln)
+{
+    if (ln->cfg.stop && *ln->cfg.stop)
+        return 1;
+    pthread_mutex_lock(&ln->sh->lock);
+    int failed = ln->sh->failed;
+    pthread_mutex_unlock(&ln->sh->lock);
+    return failed;
+}
+
+/* Reads every sample of each layer of the lane's share, hands them to its
+ * backend, and scores the previous layer on the finisher thread meanwhile. */
+static paro_err lane_run(lane *ln, paro_errinfo *ei)
+{
+    calib_shared *sh = ln->sh;
+    const paro_manifest *m = sh->m;
+    const paro_calib_config *cfg = &ln->cfg;
+    paro_calib_timing *timing = &ln->timing;
+    paro_err rc = PARO_OK;
+    if (ln->n_todo == 0)
+        return PARO_OK;
+    rc = ln->backend.layer_begin(&ln->backend, &ln->stats[0], ei);
+    int cur = 0; /* stats[cur] takes the layer being read */
+    for (uint32_t ti = 0; !rc && ti < ln->n_todo; ti++) {
+        const uint32_t li = ln->todo[ti], layer = sh->layers[li];
+        uLong crc = crc32(0L, Z_NULL, 0);
+        for (size_t si = 0; !rc && si < sh->n_samples; si++) {
+            if (lane_should_stop(ln))
+                return paro_error(ei, PARO_ERR_INTERRUPTED, NULL, PARO_NO_OFFSET,
+                                  "interrupted");
+            double t0 = now_s();
+            rc = read_sample(&ln->backend, m, sh->samples[si], layer, cfg->threads, &crc, ei);
+            timing->read += now_s() - t0;
+            if (rc)
+                break;
+            if (si == 0 && ti > 0) {
+                /* The previous layer's last sample ran on the GPU while this
+                 * one was read.  Collect it, score it on another thread, and
+                 * start this layer in the other stats. */
+                t0 = now_s();
+                rc = ln->backend.layer_end(&ln->backend, ei);
+                timing->collect += now_s() - t0;
+                if (!rc)
+                    rc = finisher_join(&ln->fin, ei);
+                if (rc)
+                    break;
+                finisher_start(&ln->fin, sh->plan, ln->todo[ti - 1], sh->tiling,
+                               &ln->stats[cur], cfg);
+                cur ^= 1;
+                rc = ln->backend.layer_begin(&ln->backend, &ln->stats[cur], ei);
+                if (rc)
+                    break;
+            }
+            t0 = now_s();
+            rc = ln->backend.submit(&ln->backend, sh->bucket[si], ei);
+            timing->submit += now_s() - t0;
+            if (rc)
+                break;
+            for (uint32_t h = 0; h < m->heads; h++)
+                ln->stats[cur].count[(size_t)sh->bucket[si] * ln->stats[cur].heads + h]++;
+            if (lane_step(ln, layer, sh->samples[si]))
+                return paro_error(ei, PARO_ERR_INTERRUPTED, NULL, PARO_NO_OFFSET,
+                                  "interrupted");
+        }
+        sh->plan->layer_crc32[li] = (uint32_t)crc;
+    }
+    if (rc)
+        return rc;
+    double t0 = now_s();
+    rc = ln->backend.layer_end(&ln->backend, ei);
+    timing->collect += now_s() - t0;
+    if (!rc)
+        rc = finisher_join(&ln->fin, ei);
+    if (!rc) {
+        finisher_start(&ln->fin, sh->plan, ln->todo[ln->n_todo - 1], sh->tiling,
+                       &ln->stats[cur], cfg);
+        rc = finisher_join(&ln->fin, ei);
+    }
+    return rc;
+}
+
+static void *lane_main(void *arg)
+{
+    lane *ln = arg;
+    ln->rc = lane_run(ln, &ln->ei);
+    calib_shared *sh = ln->sh;
+    pthread_mutex_lock(&sh->lock);
+    if (ln->rc && ln->rc != PARO_ERR_INTERRUPTED)
+        sh->failed = 1;
+    sh->running--;
+    pthread_cond_signal(&sh->stepped);
+    pthread_mutex_unlock(&sh->lock);
+    return NULL;
+}
+
+static void lane_free(lane *ln)
+{
+    finisher_join(&ln->fin, NULL);
+    layer_space_free(&ln->fin.space);
+    paro_block_stats_free(&ln->stats[0]);
+    paro_block_stats_free(&ln->stats[1]);
+    if (ln->backend.close)
+        ln->backend.close(&ln->backend);
+}
+
+/* Runs the lanes: the only one on this thread, or each on its own thread
+ * while this one reports their progress.  The error returned is that of the
+ * first lane that failed on its own (not stopped by another's failure). */
+static paro_err run_lanes(lane *lanes, uint32_t n, paro_errinfo *ei)
+{
+    calib_shared *sh = lanes[0].sh;
+    if (n == 1) {
+        paro_err rc = lane_run(&lanes[0], ei);
+        return rc;
+    }
+    uint32_t started = 0;
+    pthread_mutex_lock(&sh->lock);
+    for (; started < n; started++) {
+        lanes[started].threaded = 1;
+        if (pthread_create(&lanes[started].tid, NULL, lane_main, &lanes[started]) != 0)
+            break;
+        sh->running++;
+    }
+    if (started < n)
+        sh->failed = 1; /* the started lanes stop at their next step */
+    uint64_t reported = sh->prog.done;
+    while (sh->running > 0) {
+        pthread_cond_wait(&sh->stepped, &sh->lock);
+        if (sh->prog.done != reported && sh->cfg->progress) {
+            paro_calib_progress now = sh->prog;
+            reported = now.done;
+            pthread_mutex_unlock(&sh->lock);
+            sh->cfg->progress(sh->cfg->progress_user, &now);
+            pthread_mutex_lock(&sh->lock);
+        }
+        if (sh->cfg->stop && *sh->cfg->stop)
+            sh->failed = 1;
+    }
+    pthread_mutex_unlock(&sh->lock);
+    for (uint32_t i = 0; i < started; i++)
+        pthread_join(lanes[i].tid, NULL);
+    if (started < n)
+        return paro_error(ei, PARO_ERR_NOMEM, NULL, PARO_NO_OFFSET,
+                          "cannot start a thread for each GPU");
+    for (uint32_t i = 0; i < n; i++)
+        if (lanes[i].rc && lanes[i].rc != PARO_ERR_INTERRUPTED) {
+            if (ei)
+                *ei = lanes[i].ei;
+            return lanes[i].rc;
+        }
+    for (uint32_t i = 0; i < n; i++)
+        if (lanes[i].rc) {
+            if (ei)
+                *ei = lanes[i].ei;
+            return lanes[i].rc;
+        }
+    return PARO_OK;
+}
+
 paro_err paro_calibrate(const paro_manifest *m, const paro_calib_config *cfg,
                         paro_plan **out, paro_errinfo *ei)
 {
@@ -522,19 +753,21 @@ paro_err paro_calibrate(const paro_manifest *m, const paro_calib_config *cfg,
     paro_plan *plan = NULL;
     paro_tiling tiling;
     memset(&tiling, 0, sizeof tiling);
-    paro_block_stats stats[2]; /* the layer being read, and the one being scored */
-    memset(stats, 0, sizeof stats);
-    finisher fin;
-    memset(&fin, 0, sizeof fin);
     paro_journal *journal = NULL;
     uint32_t *todo = NULL;
     paro_calib_timing timing = {0, 0, 0, 0};
-    paro_backend backend;
-    memset(&backend, 0, sizeof backend);
+    /* one lane per GPU of --gpus, else one */
+    const uint32_t n_lanes = cfg->gpus && cfg->n_gpus > 0 ? cfg->n_gpus : 1;
+    lane *lanes = calloc(n_lanes, sizeof *lanes);
+    calib_shared sh;
+    memset(&sh, 0, sizeof sh);
+    pthread_mutex_init(&sh.journal_lock, NULL);
+    pthread_mutex_init(&sh.lock, NULL);
+    pthread_cond_init(&sh.stepped, NULL);
     paro_plan_sample *plan_samples = NULL;
     paro_plan_order orders[PARO_N_ORDERS];
 
-    if (!layers || !samples || !bucket) {
+    if (!layers || !samples || !bucket || !lanes) {
         rc = paro_error(ei, PARO_ERR_NOMEM, NULL, PARO_NO_OFFSET, "out of memory");
         goto done;
     }
@@ -551,9 +784,22 @@ paro_err paro_calibrate(const paro_manifest *m, const paro_calib_config *cfg,
     rc = paro_tiling_init(&tiling, m->grid, m->text_tokens, m->text_last, cfg->block_q,
                           cfg->block_k, ei);
     if (!rc)
-        rc = check_memory(&tiling, m, cfg, ei);
-    if (!rc)
-        rc = open_backend(&backend, &tiling, m, cfg, ei);
+        rc = check_memory(&tiling, m, cfg, n_lanes, ei);
+    /* The cores are shared out between the lanes for reading and scoring. */
+    for (uint32_t i = 0; !rc && i < n_lanes; i++) {
+        lane *ln = &lanes[i];
+        ln->sh = &sh;
+        ln->cfg = *cfg;
+        ln->cfg.threads = cfg->threads / (int)n_lanes + ((int)i < cfg->threads % (int)n_lanes);
+        if (ln->cfg.threads < 1)
+            ln->cfg.threads = 1;
+        ln->gpu = cfg->gpus ? cfg->gpus[i] : 0;
+        ln->fin.journal_lock = &sh.journal_lock;
+        rc = open_backend(&ln->backend, &tiling, m, cfg, ln->gpu, ln->cfg.threads, ei);
+        for (int k = 0; k < 2 && !rc; k++)
+            rc = paro_block_stats_init(&ln->stats[k], m->heads, cfg->n_buckets,
+                                       (uint32_t)tiling.n_slots, tiling.nq, tiling.nk, ei);
+    }
     if (rc)
         goto done;
 
@@ -581,7 +827,7 @@ paro_err paro_calibrate(const paro_manifest *m, const paro_calib_config *cfg,
         memset(&shape, 0, sizeof shape);
         shape.tool = (char *)"paro " PARO_VERSION;
         shape.model = m->model;
-        shape.backend = (char *)backend.name;
+        shape.backend = (char *)lanes[0].backend.name;
         memcpy(shape.grid, m->grid, sizeof shape.grid);
         shape.text_tokens = m->text_tokens;
         shape.text_last = m->text_last;
@@ -631,95 +877,52 @@ paro_err paro_calibrate(const paro_manifest *m, const paro_calib_config *cfg,
         if (rc)
             goto done;
     }
-    fin.journal = journal;
     uint32_t n_todo = 0;
     for (uint32_t li = 0; li < n_layers; li++)
         if (!paro_journal_has(journal, li))
             todo[n_todo++] = li;
-    paro_calib_progress prog = {0, (uint64_t)n_todo * n_samples, 0, 0, resumed};
+    /* Lane i takes the i-th share of the layers in order (contiguous, so
+     * each lane reads its files front to back). */
+    for (uint32_t i = 0, at = 0; i < n_lanes; i++) {
+        lanes[i].fin.journal = journal;
+        lanes[i].todo = todo + at;
+        lanes[i].n_todo = n_todo / n_lanes + (i < n_todo % n_lanes);
+        at += lanes[i].n_todo;
+    }
+    sh.m = m;
+    sh.cfg = cfg;
+    sh.tiling = &tiling;
+    sh.plan = plan;
+    sh.layers = layers;
+    sh.samples = samples;
+    sh.bucket = bucket;
+    sh.n_samples = n_samples;
+    sh.journal = journal;
+    sh.prog = (paro_calib_progress){0, (uint64_t)n_todo * n_samples, 0, 0, resumed};
     if (cfg->progress)
-        cfg->progress(cfg->progress_user, &prog);
-    for (int i = 0; i < 2 && !rc; i++)
-        rc = paro_block_stats_init(&stats[i], m->heads, cfg->n_buckets, (uint32_t)tiling.n_slots,
-                                   tiling.nq, tiling.nk, ei);
-    if (!rc)
-        rc = backend.layer_begin(&backend, &stats[0], ei);
+        cfg->progress(cfg->progress_user, &sh.prog);
+    rc = run_lanes(lanes, n_lanes, ei);
     if (rc)
         goto done;
-    int cur = 0; /* stats[cur] takes the layer being read */
-    for (uint32_t ti = 0; ti < n_todo; ti++) {
-        const uint32_t li = todo[ti], layer = layers[li];
-        uLong crc = crc32(0L, Z_NULL, 0);
-        for (size_t si = 0; si < n_samples; si++) {
-            if (cfg->stop && *cfg->stop) {
-                rc = paro_error(ei, PARO_ERR_INTERRUPTED, NULL, PARO_NO_OFFSET, "interrupted");
-                goto done;
-            }
-            double t0 = now_s();
-            rc = read_sample(&backend, m, samples[si], layer, cfg->threads, &crc, ei);
-            timing.read += now_s() - t0;
-            if (rc)
-                goto done;
-            if (si == 0 && ti > 0) {
-                /* The previous layer's last sample ran on the GPU while this
-                 * one was read.  Collect it, score it on another thread, and
-                 * start this layer in the other stats. */
-                t0 = now_s();
-                rc = backend.layer_end(&backend, ei);
-                timing.collect += now_s() - t0;
-                if (!rc)
-                    rc = finisher_join(&fin, ei);
-                if (rc)
-                    goto done;
-                finisher_start(&fin, plan, todo[ti - 1], &tiling, &stats[cur], cfg);
-                cur ^= 1;
-                rc = backend.layer_begin(&backend, &stats[cur], ei);
-                if (rc)
-                    goto done;
-            }
-            t0 = now_s();
-            rc = backend.submit(&backend, bucket[si], ei);
-            timing.submit += now_s() - t0;
-            if (rc)
-                goto done;
-            for (uint32_t h = 0; h < m->heads; h++)
-                stats[cur].count[(size_t)bucket[si] * stats[cur].heads + h]++;
-            prog.done++;
-            prog.layer = layer;
-            prog.sample = samples[si];
-            if (cfg->progress)
-                cfg->progress(cfg->progress_user, &prog);
-        }
-        plan->layer_crc32[li] = (uint32_t)crc;
-    }
-    if (n_todo > 0) {
-        double t0 = now_s();
-        rc = backend.layer_end(&backend, ei);
-        timing.collect += now_s() - t0;
-        if (!rc)
-            rc = finisher_join(&fin, ei);
-        if (!rc) {
-            finisher_start(&fin, plan, todo[n_todo - 1], &tiling, &stats[cur], cfg);
-            rc = finisher_join(&fin, ei);
-        }
-        if (rc)
-            goto done;
-    }
     *out = plan;
     plan = NULL;
 
 done:
-    finisher_join(&fin, NULL);
-    layer_space_free(&fin.space);
-    timing.score = fin.seconds;
+    for (uint32_t i = 0; lanes && i < n_lanes; i++) {
+        lane_free(&lanes[i]);
+        timing.read += lanes[i].timing.read;
+        timing.submit += lanes[i].timing.submit;
+        timing.collect += lanes[i].timing.collect;
+        timing.score += lanes[i].fin.seconds;
+    }
+    free(lanes);
+    pthread_cond_destroy(&sh.stepped);
+    pthread_mutex_destroy(&sh.lock);
+    pthread_mutex_destroy(&sh.journal_lock);
     if (cfg->timing)
         *cfg->timing = timing;
     paro_journal_close(journal, 0);
     free(todo);
-    paro_block_stats_free(&stats[0]);
-    paro_block_stats_free(&stats[1]);
-    if (backend.close)
-        backend.close(&backend);
     free(plan_samples);
     paro_tiling_free(&tiling);
     paro_plan_free(plan);

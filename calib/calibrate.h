@@ -37,7 +37,8 @@ typedef struct paro_calib_progress {
 } paro_calib_progress;
 
 /* Where the time of a run went (seconds, wall clock on the driving thread;
- * scoring runs beside it on its own thread). */
+ * scoring runs beside it on its own thread; with several GPUs, the sums
+ * over their threads). */
 typedef struct paro_calib_timing {
     double read;     /* reading samples (and their digest) */
     double submit;   /* handing them to the backend: the CPU's compute, or
@@ -45,6 +46,8 @@ typedef struct paro_calib_timing {
     double collect;  /* waiting for a layer's results and taking them */
     double score;    /* scoring and masks, on the scoring thread */
 } paro_calib_timing;
+
+#define PARO_CALIB_MAX_GPUS 64
 
 typedef struct paro_calib_config {
     uint32_t block_q, block_k;
@@ -56,6 +59,14 @@ typedef struct paro_calib_config {
     int tile_mass;        /* also store each tile's mass level (TILEMASS) */
     int threads;          /* worker threads (>= 1) */
     paro_device device;
+    /* CUDA devices to spread the layers over, one host thread ("lane")
+     * each, in contiguous shares of the layers (--gpus; a device may appear
+     * twice).  NULL: one lane, on device 0 or the CPU as `device` says.
+     * With device CPU only the count matters: that many CPU lanes (tests
+     * run the lanes this way without a GPU).  The plan is the same bytes
+     * whatever the list. */
+    const int *gpus;
+    uint32_t n_gpus;
     const uint32_t *layers; /* model layer ids, strictly increasing; NULL = all */
     uint32_t n_layers;
     const uint32_t *samples; /* manifest sample indices, strictly increasing; NULL = all */

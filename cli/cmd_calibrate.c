@@ -44,6 +44,8 @@ static const cli_help help = {
         "                          picked with --seed [default: all]\n"
         "      --seed S            seed for random:K [default: 0]\n"
         "      --device DEV        auto | cpu | cuda [default: auto]\n"
+        "      --gpus LIST         spread the layers over these CUDA devices, e.g.\n"
+        "                          0,1 or 0-3, or all (the same plan as one GPU)\n"
         "      --max-memory SIZE   refuse up front a run that would need more host\n"
         "                          memory, e.g. 16G [default: 80% of this machine's]\n"
         "      --resume            take the layers an interrupted run saved in\n"
@@ -61,6 +63,7 @@ enum {
     OPT_BLOCK,
     OPT_NO_KEEP_TEXT,
     OPT_TILE_MASS,
+    OPT_GPUS,
     OPT_ALPHA,
     OPT_SCORE_RECALL,
     OPT_BUCKETS,
@@ -169,6 +172,42 @@ static void summarize(const paro_plan *plan, const char *path, double seconds)
             recall / n_bucketed);
 }
 
+/* --gpus: "all" (-2), or device numbers and ranges ("0,1", "0-3"; a device
+ * may be named twice: two threads share it) into out.  The count, or -1
+ * after a message. */
+static int parse_gpus(const char *arg, int out[PARO_CALIB_MAX_GPUS])
+{
+    if (!strcmp(arg, "all"))
+        return -2;
+    int n = 0;
+    const char *p = arg;
+    for (;;) {
+        char *end;
+        long a = strtol(p, &end, 10), b = a;
+        int ok = end != p && *p >= '0' && *p <= '9';
+        if (ok && *end == '-') {
+            const char *q = end + 1;
+            b = strtol(q, &end, 10);
+            ok = end != q && *q >= '0' && *q <= '9' && b >= a;
+        }
+        if (!ok || (*end != ',' && *end != '\0')) {
+            cli_usage_error("calibrate ", &help,
+                            "--gpus must be 'all' or device numbers such as 0,1 or 0-3, not '%s'",
+                            arg);
+            return -1;
+        }
+        if (b - a >= PARO_CALIB_MAX_GPUS - n) {
+            cli_usage_error("calibrate ", &help, "--gpus: at most %d GPUs", PARO_CALIB_MAX_GPUS);
+            return -1;
+        }
+        for (long d = a; d <= b; d++)
+            out[n++] = (int)d;
+        if (*end == '\0')
+            return n;
+        p = end + 1;
+    }
+}
+
 int cmd_calibrate(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -184,6 +223,7 @@ int cmd_calibrate(int argc, char **argv)
         {"timestep-buckets", required_argument, NULL, OPT_BUCKETS},
         {"dense-until", required_argument, NULL, OPT_DENSE_UNTIL},
         {"tile-mass", no_argument, NULL, OPT_TILE_MASS},
+        {"gpus", required_argument, NULL, OPT_GPUS},
         {"layers", required_argument, NULL, OPT_LAYERS},
         {"samples", required_argument, NULL, OPT_SAMPLES},
         {"seed", required_argument, NULL, OPT_SEED},
@@ -201,7 +241,7 @@ int cmd_calibrate(int argc, char **argv)
     if (pages > 0 && page > 0)
         cfg.max_memory = (uint64_t)((double)pages * (double)page * 0.8);
     const char *manifest_path = NULL, *out_path = NULL, *layers_arg = NULL,
-               *samples_arg = NULL;
+               *samples_arg = NULL, *gpus_arg = NULL;
     int targets = 0;
     int opt;
     while ((opt = cli_getopt(argc, argv, "m:o:j:", longopts, "calibrate", &help)) != -1) {
@@ -241,6 +281,7 @@ int cmd_calibrate(int argc, char **argv)
             bad = cli_parse_double("--dense-until", optarg, 0.0, 1.0, &cfg.dense_until);
             break;
         case OPT_TILE_MASS: cfg.tile_mass = 1; break;
+        case OPT_GPUS: gpus_arg = optarg; break;
         case OPT_LAYERS: layers_arg = optarg; break;
         case OPT_SAMPLES: samples_arg = optarg; break;
         case OPT_SEED: bad = cli_parse_u64("--seed", optarg, 1ull << 53, &cfg.seed); break;
@@ -281,6 +322,30 @@ int cmd_calibrate(int argc, char **argv)
     if (cfg.device == PARO_DEVICE_CUDA && paro_cuda_device_count(&ei) == 0)
         return cli_fail(&ei);
     paro_errinfo_clear(&ei);
+    int gpus[PARO_CALIB_MAX_GPUS];
+    if (gpus_arg) {
+        if (cfg.device == PARO_DEVICE_CPU)
+            return cli_usage_error("calibrate ", &help, "--gpus and --device cpu exclude each other");
+        int n_gpus = parse_gpus(gpus_arg, gpus);
+        if (n_gpus == -1)
+            return EXIT_USAGE;
+        int have = paro_cuda_device_count(&ei);
+        if (have == 0)
+            return cli_fail(&ei);
+        if (n_gpus == -2) { /* all */
+            n_gpus = have < PARO_CALIB_MAX_GPUS ? have : PARO_CALIB_MAX_GPUS;
+            for (int i = 0; i < n_gpus; i++)
+                gpus[i] = i;
+        }
+        for (int i = 0; i < n_gpus; i++)
+            if (gpus[i] >= have)
+                return cli_usage_error("calibrate ", &help,
+                                       "--gpus: there is no GPU %d (this machine has %d: 0..%d)",
+                                       gpus[i], have, have - 1);
+        cfg.gpus = gpus;
+        cfg.n_gpus = (uint32_t)n_gpus;
+        cfg.device = PARO_DEVICE_CUDA;
+    }
 
     paro_manifest *m = NULL;
     if (paro_manifest_load(manifest_path, &m, &ei))

@@ -1068,6 +1068,104 @@ START_TEST(sweep_picture_puts_points_where_they_belong)
 }
 END_TEST
 
+/* ---- calibrate's lanes (here for write_capture) ------------------------- */
+
+typedef struct progress_log {
+    uint64_t calls, last_done, total;
+    int backwards;
+} progress_log;
+
+static void log_progress(void *user, const paro_calib_progress *p)
+{
+    progress_log *log = user;
+    if (log->calls && p->done < log->last_done)
+        log->backwards = 1;
+    log->calls++;
+    log->last_done = p->done;
+    log->total = p->total;
+}
+
+static void plan_bytes(const paro_plan *p, uint8_t **buf, size_t *len)
+{
+    paro_errinfo ei;
+    paro_errinfo_clear(&ei);
+    ck_assert_msg(paro_plan_serialize(p, buf, len, &ei) == PARO_OK, "%s", ei.msg);
+}
+
+/* Spreading the layers over several lanes (what --gpus does, here with CPU
+ * lanes) writes the bytes of one lane, with more lanes than layers too; the
+ * progress runs forward to the total; a journal written by lanes resumes
+ * into the same plan. */
+START_TEST(calibrate_lanes_give_the_same_plan)
+{
+    char *dir = tu_mkdtemp();
+    cap_spec cs = {{2, 4, 4}, 4, 0, 5, 2, 16, 2, 0, 0, 21};
+    char *mpath = write_capture(dir, &cs);
+    paro_manifest *m = load_manifest(mpath);
+    paro_calib_config cfg;
+    paro_calib_config_default(&cfg);
+    cfg.block_q = cfg.block_k = 8;
+    cfg.device = PARO_DEVICE_CPU;
+    cfg.threads = 3;
+    paro_plan *one = calibrate(m, &cfg);
+    uint8_t *want, *got;
+    size_t want_len, got_len;
+    plan_bytes(one, &want, &want_len);
+    static const int gpus[7] = {0, 0, 0, 0, 0, 0, 0};
+    const uint32_t lane_counts[3] = {2, 3, 7};
+    for (int i = 0; i < 3; i++) {
+        progress_log log = {0, 0, 0, 0};
+        cfg.gpus = gpus;
+        cfg.n_gpus = lane_counts[i];
+        cfg.progress = log_progress;
+        cfg.progress_user = &log;
+        paro_plan *p = calibrate(m, &cfg);
+        plan_bytes(p, &got, &got_len);
+        ck_assert_msg(got_len == want_len && !memcmp(got, want, want_len),
+                      "%u lanes: the plan differs from one lane's", lane_counts[i]);
+        ck_assert_uint_eq(log.total, 5 * 2);
+        ck_assert_uint_eq(log.last_done, log.total);
+        ck_assert_int_eq(log.backwards, 0);
+        ck_assert_uint_ge(log.calls, 2);
+        free(got);
+        paro_plan_free(p);
+    }
+    /* the journal lanes write (appends from several threads) resumes whole */
+    char *journal = tu_path(dir, "plan.journal");
+    cfg.progress = NULL;
+    cfg.n_gpus = 3;
+    cfg.journal = journal;
+    paro_plan *p = calibrate(m, &cfg);
+    paro_plan_free(p);
+    cfg.resume = 1;
+    cfg.gpus = NULL;
+    progress_log log = {0, 0, 0, 0};
+    cfg.progress = log_progress;
+    cfg.progress_user = &log;
+    p = calibrate(m, &cfg);
+    ck_assert_uint_eq(log.total, 0); /* every layer came from the journal */
+    plan_bytes(p, &got, &got_len);
+    ck_assert(got_len == want_len && !memcmp(got, want, want_len));
+    free(got);
+    paro_plan_free(p);
+    /* a bad device number is refused before anything runs */
+    static const int bad[1] = {-1};
+    cfg.gpus = bad;
+    cfg.n_gpus = 1;
+    cfg.journal = NULL;
+    paro_errinfo ei;
+    paro_errinfo_clear(&ei);
+    ck_assert_int_eq(paro_calibrate(m, &cfg, &p, &ei), PARO_ERR_USAGE);
+    free(want);
+    free(journal);
+    paro_plan_free(one);
+    paro_manifest_free(m);
+    free(mpath);
+    tu_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
 static Suite *eval_suite(void)
 {
     Suite *s = suite_create("eval");
@@ -1088,6 +1186,11 @@ static Suite *eval_suite(void)
     tcase_add_test(tc, bad_inputs_are_refused);
     tcase_add_test(tc, summaries_average_heads);
     tcase_add_test(tc, sweep_picture_puts_points_where_they_belong);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("calibrate_lanes");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, calibrate_lanes_give_the_same_plan);
     suite_add_tcase(s, tc);
     return s;
 }

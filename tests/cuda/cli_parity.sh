@@ -40,3 +40,14 @@ for a, b in zip(cpu["heads"], gpu["heads"]):
 print(f"{sys.argv[3]}: {same} heads agree, {ties} near-ties")
 PY
 done
+# --gpus: lanes sharing out the layers write the bytes of one GPU, with tile
+# masses (on one GPU, 0,0 runs two lanes on it; with more, each its own)
+"$paro" -q synth -o "$work/cap4" --grid 3x8x16 --text 16 --layers 5 --heads 4 --head-dim 64 \
+    --samples 2 --seed 3
+"$paro" -q calibrate -m "$work/cap4/manifest.json" -o "$work/one.paro" --device cuda --tile-mass
+for gpus in 0,0 0,0,0 all; do
+    "$paro" -q calibrate -m "$work/cap4/manifest.json" -o "$work/lanes.paro" --gpus $gpus \
+        --tile-mass
+    cmp "$work/one.paro" "$work/lanes.paro"
+    echo "--gpus $gpus: the same plan as one GPU"
+done
