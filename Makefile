@@ -182,6 +182,10 @@ test:
 	$(Q).ci/deps --test
 	$(Q)$(MAKE) --no-print-directory test-run
 
+.PHONY: print-python
+print-python:
+	@echo $(PYTHON)
+
 .PHONY: test-run
 test-run: $(BIN) $(CPU_TESTS) $(CUDA_TESTS) $(REPLAYS)
 	$(Q)BUILD=$(BUILD) PARO=$(BIN) PYTHON=$(PYTHON) REQUIRE_CUDA=$(REQUIRE_CUDA) \
