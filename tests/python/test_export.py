@@ -63,6 +63,9 @@ def expected_arrays(path):
     }
 
 
+SAFETENSORS_LIBRARY_CHECKED = []  # plans the safetensors package loaded
+
+
 def read_safetensors(path):
     """(metadata, {name: numpy array}) with struct and json alone."""
     dtypes = {"I8": np.int8, "I32": np.int32, "BOOL": np.bool_, "F32": np.float32}
@@ -165,6 +168,24 @@ class Export(unittest.TestCase):
                 got = {"order_names": np.array(json.loads(meta["order_names"]), dtype="<U3")}
                 got.update(arrays)
                 self.check_arrays(got, expected_arrays(plan))
+                # the safetensors library itself, where installed (the GPU
+                # machine has it): the same arrays and metadata, no warning
+                try:
+                    from safetensors import safe_open
+                    from safetensors.numpy import load_file
+                except ImportError:
+                    pass
+                else:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("error")
+                        loaded = load_file(out)
+                        with safe_open(out, framework="np") as f:
+                            self.assertEqual(f.metadata(), meta)
+                    self.assertEqual(sorted(loaded), sorted(arrays))
+                    for key, value in arrays.items():
+                        self.assertEqual(loaded[key].dtype, value.dtype, key)
+                        self.assertTrue(np.array_equal(loaded[key], value), key)
+                    SAFETENSORS_LIBRARY_CHECKED.append(name)
                 try:
                     import torch
                 except ImportError:
@@ -218,4 +239,7 @@ class Export(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=1)
+    result = unittest.main(verbosity=1, exit=False).result
+    print("safetensors library: " + (f"loaded {len(SAFETENSORS_LIBRARY_CHECKED)} exports"
+                                     if SAFETENSORS_LIBRARY_CHECKED else "not installed here"))
+    sys.exit(not result.wasSuccessful())
