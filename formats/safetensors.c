@@ -6,19 +6,15 @@
  * all refused here.  formats/CAPTURE.md lists every rule. */
 #include "safetensors.h"
 
-#include <errno.h>     /* errno */
-#include <fcntl.h>     /* open, O_RDONLY, O_CLOEXEC */
 #include <stdio.h>     /* snprintf */
 #include <stdlib.h>    /* malloc, calloc, realloc, free, qsort, bsearch */
 #include <string.h>    /* strcmp, strdup, strlen, memcpy, strerror */
-#include <sys/mman.h>  /* mmap, munmap */
-#include <sys/stat.h>  /* fstat, S_ISREG, S_ISDIR */
-#include <unistd.h>    /* close */
 
 #include <cjson/cJSON.h> /* cJSON */
 
 #include "atomic_file.h" /* paro_atomic_open, _write, _commit, _abort */
 #include "json_util.h"   /* paro_json_parse, paro_json_check_keys, paro_json_as_* */
+#include "mapped_file.h" /* paro_map_file, paro_unmap_file */
 
 struct paro_st_file {
     char *path;
@@ -124,8 +120,8 @@ void paro_st_close(paro_st_file *f)
 {
     if (!f)
         return;
-    if (f->map)
-        munmap((void *)f->map, (size_t)f->size);
+    paro_mapped_file mf = {f->map, f->size};
+    paro_unmap_file(&mf);
     for (size_t i = 0; i < f->n; i++)
         free(f->tensors[i].name);
     free(f->tensors);
@@ -367,51 +363,19 @@ paro_err paro_st_open(const char *path, paro_st_file **out, paro_errinfo *ei)
         free(f);
         return paro_error(ei, PARO_ERR_NOMEM, path, PARO_NO_OFFSET, "out of memory");
     }
-    paro_err rc;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        rc = paro_error(ei, PARO_ERR_IO, path, PARO_NO_OFFSET, "cannot open: %s",
-                        strerror(errno));
+    paro_mapped_file mf;
+    paro_err rc = paro_map_file(path, "a safetensors file", &mf, ei);
+    if (rc)
         goto fail;
-    }
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        rc = paro_error(ei, PARO_ERR_IO, path, PARO_NO_OFFSET, "cannot stat: %s",
-                        strerror(errno));
-        close(fd);
-        goto fail;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        rc = paro_error(ei, PARO_ERR_IO, path, PARO_NO_OFFSET, "%s, not a safetensors file",
-                        S_ISDIR(st.st_mode) ? "is a folder" : "is not a regular file");
-        close(fd);
-        goto fail;
-    }
-    f->size = (uint64_t)st.st_size;
+    f->map = mf.data;
+    f->size = mf.size;
     if (f->size < 8) {
-        close(fd);
         rc = paro_error(ei, PARO_ERR_FORMAT, path, 0,
                         "file is %llu bytes; a safetensors file starts with an 8-byte header "
                         "size",
                         (unsigned long long)f->size);
         goto fail;
     }
-    if (f->size > SIZE_MAX) {
-        close(fd);
-        rc = paro_error(ei, PARO_ERR_LIMIT, path, PARO_NO_OFFSET,
-                        "file is %llu bytes, too large to map on this machine",
-                        (unsigned long long)f->size);
-        goto fail;
-    }
-    void *map = mmap(NULL, (size_t)f->size, PROT_READ, MAP_PRIVATE, fd, 0);
-    int map_errno = errno;
-    close(fd);
-    if (map == MAP_FAILED) {
-        rc = paro_error(ei, PARO_ERR_IO, path, PARO_NO_OFFSET, "cannot map %llu bytes: %s",
-                        (unsigned long long)f->size, strerror(map_errno));
-        goto fail;
-    }
-    f->map = map;
 
     uint64_t header_len = load_u64le(f->map);
     if (header_len > PARO_ST_MAX_HEADER) {
