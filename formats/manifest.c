@@ -16,7 +16,7 @@
 
 #include "dtype.h"       /* paro_convert_to_f32, paro_dtype_size */
 #include "json_util.h"   /* paro_json_parse, paro_json_check_keys, paro_json_get_* */
-#include "safetensors.h" /* paro_st_open, paro_st_close, paro_st_find, paro_st_data */
+#include "tensor_file.h" /* paro_tensor_file_* */
 
 #define CAPTURE_FORMAT "paro-capture"
 #define CAPTURE_VERSION 1
@@ -264,7 +264,7 @@ static paro_err parse_root(const paro_json_ctx *cx, const cJSON *root, paro_mani
 {
     static const char *const keys[] = {
         "format", "version", "model", "grid", "text_tokens", "text_position",
-        "layers", "heads", "head_dim", "scale", "layout", "tensor_names",
+        "layers", "heads", "head_dim", "scale", "layout", "dtype", "tensor_names",
         "steps", "timestep_max", "samples"};
     char shown[128];
     paro_err rc = paro_json_as_object(cx, root, "the manifest");
@@ -359,6 +359,15 @@ static paro_err parse_root(const paro_json_ctx *cx, const cJSON *root, paro_mani
                               "layout is '%s'; it must be 'HND' or 'NHD'",
                               paro_json_printable(shown, sizeof shown, s));
     }
+
+    m->dtype = PARO_DTYPE_INVALID;
+    rc = paro_json_get_string(cx, root, "", "dtype", PARO_JSON_OPTIONAL, &s, &found);
+    if (rc)
+        return rc;
+    if (found && (m->dtype = paro_dtype_parse(s)) == PARO_DTYPE_INVALID)
+        return paro_error(cx->ei, PARO_ERR_FORMAT, cx->file, cx->offset,
+                          "dtype is '%s'; it must be 'f32', 'f16' or 'bf16'",
+                          paro_json_printable(shown, sizeof shown, s));
 
     rc = parse_tensor_names(cx, root, m);
     if (rc)
@@ -480,24 +489,12 @@ double paro_manifest_progress(const paro_manifest *m, size_t i)
 
 /* ---- sample files */
 
-/* Only safetensors for now; .npz and npy folders join as more members. */
-typedef enum sample_container { SAMPLE_SAFETENSORS = 0 } sample_container;
-
 struct paro_sample_file {
     const paro_manifest *m; /* must outlive the sample file */
     size_t index;
     char *path;
-    sample_container container;
-    union {
-        paro_st_file *st;
-    } u;
+    paro_tensor_file *tf;
 };
-
-static int has_suffix(const char *s, const char *suffix)
-{
-    size_t a = strlen(s), b = strlen(suffix);
-    return a >= b && !strcmp(s + a - b, suffix);
-}
 
 paro_err paro_sample_open(const paro_manifest *m, size_t sample, paro_sample_file **out,
                           paro_errinfo *ei)
@@ -514,49 +511,33 @@ paro_err paro_sample_open(const paro_manifest *m, size_t sample, paro_sample_fil
     }
     sf->m = m;
     sf->index = sample;
-    paro_err rc;
     struct stat st;
-    if (stat(sf->path, &st) != 0) {
+    paro_err rc;
+    if (stat(sf->path, &st) != 0)
         rc = paro_error(ei, PARO_ERR_IO, sf->path, PARO_NO_OFFSET,
                         "cannot open the file of samples[%zu]: %s", sample, strerror(errno));
-        goto fail;
-    }
-    if (S_ISDIR(st.st_mode)) {
+    else if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
         rc = paro_error(ei, PARO_ERR_IO, sf->path, PARO_NO_OFFSET,
-                        "samples[%zu].file is a folder; paro reads safetensors sample files",
-                        sample);
-        goto fail;
+                        "samples[%zu].file is neither a regular file nor a folder", sample);
+    else
+        rc = paro_tensor_file_open(sf->path,
+                                   m->dtype == PARO_DTYPE_BF16 ? PARO_DTYPE_BF16
+                                                               : PARO_DTYPE_INVALID,
+                                   &sf->tf, ei);
+    if (rc) {
+        free(sf->path);
+        free(sf);
+        return rc;
     }
-    if (!S_ISREG(st.st_mode)) {
-        rc = paro_error(ei, PARO_ERR_IO, sf->path, PARO_NO_OFFSET,
-                        "samples[%zu].file is not a regular file", sample);
-        goto fail;
-    }
-    if (has_suffix(sf->path, ".npz") || has_suffix(sf->path, ".npy")) {
-        rc = paro_error(ei, PARO_ERR_FORMAT, sf->path, PARO_NO_OFFSET,
-                        "samples[%zu].file is a NumPy file; this paro reads safetensors only",
-                        sample);
-        goto fail;
-    }
-    sf->container = SAMPLE_SAFETENSORS;
-    rc = paro_st_open(sf->path, &sf->u.st, ei);
-    if (rc)
-        goto fail;
     *out = sf;
     return PARO_OK;
-fail:
-    free(sf->path);
-    free(sf);
-    return rc;
 }
 
 void paro_sample_close(paro_sample_file *sf)
 {
     if (!sf)
         return;
-    switch (sf->container) {
-    case SAMPLE_SAFETENSORS: paro_st_close(sf->u.st); break;
-    }
+    paro_tensor_file_close(sf->tf);
     free(sf->path);
     free(sf);
 }
@@ -668,95 +649,111 @@ static paro_err convert_nhd(const tensor_src *src, const paro_manifest *m, uint3
 }
 
 /* Looks up kind/layer in the open file; NULL *t with PARO_OK is "absent". */
-static paro_err find_tensor(paro_sample_file *sf, paro_kind kind, uint32_t layer, char **name,
-                            const paro_st_tensor **t, paro_errinfo *ei)
+static paro_err find_tensor(paro_sample_file *sf, paro_kind kind, uint32_t layer,
+                            const paro_tensor **t, paro_errinfo *ei)
 {
     const paro_manifest *m = sf->m;
     *t = NULL;
-    *name = NULL;
     if ((unsigned)kind > PARO_KIND_V || layer >= m->layers)
         return paro_error(ei, PARO_ERR_USAGE, sf->path, PARO_NO_OFFSET,
                           "no tensor kind %d of layer %u; the capture has %u layers",
                           (int)kind, layer, m->layers);
-    if (!(*name = paro_manifest_tensor_name(m, kind, layer)))
+    char *name = paro_manifest_tensor_name(m, kind, layer);
+    if (!name)
         return paro_error(ei, PARO_ERR_NOMEM, sf->path, PARO_NO_OFFSET, "out of memory");
-    switch (sf->container) {
-    case SAMPLE_SAFETENSORS: *t = paro_st_find(sf->u.st, *name); break;
-    }
-    return PARO_OK;
+    paro_err rc = paro_tensor_file_find(sf->tf, name, t, ei);
+    free(name);
+    return rc;
 }
 
 int paro_sample_has(paro_sample_file *sf, paro_kind kind, uint32_t layer)
 {
-    char *name;
-    const paro_st_tensor *t;
-    paro_err rc = find_tensor(sf, kind, layer, &name, &t, NULL);
-    free(name);
+    const paro_tensor *t;
+    paro_err rc = find_tensor(sf, kind, layer, &t, NULL);
     return rc == PARO_OK && t != NULL;
 }
 
-/* Finds the tensor and checks its dtype and shape against the manifest. */
-static paro_err checked_tensor(paro_sample_file *sf, paro_kind kind, uint32_t layer,
-                               char **name_out, const paro_st_tensor **out, paro_errinfo *ei)
+/* "1, 17776, 48, 64" for messages; at most 8 dims of up to 2^64 fit in 200. */
+static const char *shape_text(char *buf, size_t size, const uint64_t *shape, uint32_t ndim)
 {
-    const paro_manifest *m = sf->m;
-    char *name;
-    const paro_st_tensor *t;
+    size_t used = 0;
+    buf[0] = 0;
+    for (uint32_t i = 0; i < ndim && used < size; i++)
+        used += (size_t)snprintf(buf + used, size - used, "%s%llu", i ? ", " : "",
+                                 (unsigned long long)shape[i]);
+    return buf;
+}
+
+paro_err paro_sample_check_tensor(const paro_manifest *m, const paro_tensor *t,
+                                  paro_errinfo *ei)
+{
     char shown[PARO_JSON_PATH_MAX], have[200], want[200];
-    *out = NULL;
-    *name_out = NULL;
-    paro_err rc = find_tensor(sf, kind, layer, &name, &t, ei);
-    if (rc)
-        goto out;
-    paro_json_printable(shown, sizeof shown, name);
-    if (!t) {
-        rc = paro_error(ei, PARO_ERR_FORMAT, sf->path, PARO_NO_OFFSET,
-                        "tensor '%s' (layer %u %s) is missing from this sample file", shown,
-                        layer, kind_keys[kind]);
-        goto out;
-    }
+    paro_json_printable(shown, sizeof shown, t->name);
     if (t->dtype == PARO_DTYPE_INVALID) {
-        rc = paro_error(ei, PARO_ERR_FORMAT, sf->path, 8,
-                        "tensor '%s' has dtype %s; paro reads F32, F16 and BF16", shown,
-                        t->dtype_name);
-        goto out;
+        if (!strchr("<>|=", t->dtype_name[0])) /* safetensors names its types */
+            return paro_error(ei, PARO_ERR_FORMAT, t->where, PARO_NO_OFFSET,
+                              "tensor '%s' has dtype %s; paro reads F32, F16 and BF16", shown,
+                              t->dtype_name);
+        return paro_error(ei, PARO_ERR_FORMAT, t->where, PARO_NO_OFFSET,
+                          "array '%s' has dtype '%s'; paro reads '<f4' and '<f2', and bfloat16 "
+                          "stored as '<u2', '<i2' or '|V2' when the manifest says \"dtype\": "
+                          "\"bf16\"",
+                          shown, t->dtype_name);
     }
+    if (m->dtype != PARO_DTYPE_INVALID && t->dtype != m->dtype)
+        return paro_error(ei, PARO_ERR_FORMAT, t->where, PARO_NO_OFFSET,
+                          "tensor '%s' has dtype %s; the manifest says \"dtype\": \"%s\"",
+                          shown, t->dtype_name, paro_dtype_name(m->dtype));
     uint64_t expect[3] = {m->heads, m->n_tokens, m->head_dim};
     if (m->layout == PARO_LAYOUT_NHD) {
         expect[0] = m->n_tokens;
         expect[1] = m->heads;
     }
-    if (t->ndim != 3 || t->shape[0] != expect[0] || t->shape[1] != expect[1] ||
-        t->shape[2] != expect[2]) {
-        /* Shapes printed by hand: at most 8 dims of up to 2^53 fit in 200. */
-        size_t used = 0;
-        have[0] = 0;
-        for (uint32_t i = 0; i < t->ndim; i++)
-            used += (size_t)snprintf(have + used, sizeof have - used, "%s%llu", i ? ", " : "",
-                                     (unsigned long long)t->shape[i]);
-        snprintf(want, sizeof want, "%llu, %llu, %llu", (unsigned long long)expect[0],
-                 (unsigned long long)expect[1], (unsigned long long)expect[2]);
-        rc = paro_error(ei, PARO_ERR_FORMAT, sf->path, 8,
-                        "tensor '%s' has shape [%s]; the manifest wants [%s] (%s)", shown, have,
-                        want, m->layout == PARO_LAYOUT_HND ? "HND" : "NHD");
-        goto out;
-    }
-    *out = t;
-    *name_out = name;
+    /* A leading batch dimension of 1 is what hooks record: accepted. */
+    const uint64_t *dims = t->ndim == 4 && t->shape[0] == 1 ? t->shape + 1 : t->shape;
+    uint32_t ndim = dims == t->shape ? t->ndim : 3;
+    if (ndim != 3 || dims[0] != expect[0] || dims[1] != expect[1] || dims[2] != expect[2])
+        return paro_error(ei, PARO_ERR_FORMAT, t->where, PARO_NO_OFFSET,
+                          "tensor '%s' has shape [%s]; the manifest wants [%s] (%s)",
+                          shown, shape_text(have, sizeof have, t->shape, t->ndim),
+                          shape_text(want, sizeof want, expect, 3),
+                          m->layout == PARO_LAYOUT_HND ? "HND" : "NHD");
     return PARO_OK;
-out:
-    free(name);
+}
+
+/* Finds the tensor and checks its dtype and shape against the manifest. */
+static paro_err checked_tensor(paro_sample_file *sf, paro_kind kind, uint32_t layer,
+                               const paro_tensor **out, paro_errinfo *ei)
+{
+    const paro_tensor *t;
+    *out = NULL;
+    paro_err rc = find_tensor(sf, kind, layer, &t, ei);
+    if (rc)
+        return rc;
+    if (!t) {
+        char *name = paro_manifest_tensor_name(sf->m, kind, layer);
+        char shown[PARO_JSON_PATH_MAX];
+        rc = paro_error(ei, PARO_ERR_FORMAT, sf->path, PARO_NO_OFFSET,
+                        "tensor '%s' (layer %u %s) is missing from this sample %s",
+                        paro_json_printable(shown, sizeof shown, name ? name : "?"), layer,
+                        kind_keys[kind],
+                        paro_tensor_file_container(sf->tf) == PARO_CONTAINER_NPY_FOLDER
+                            ? "folder"
+                            : "file");
+        free(name);
+        return rc;
+    }
+    rc = paro_sample_check_tensor(sf->m, t, ei);
+    if (!rc)
+        *out = t;
     return rc;
 }
 
 paro_err paro_sample_check(paro_sample_file *sf, paro_kind kind, uint32_t layer,
                            paro_errinfo *ei)
 {
-    char *name;
-    const paro_st_tensor *t;
-    paro_err rc = checked_tensor(sf, kind, layer, &name, &t, ei);
-    free(name);
-    return rc;
+    const paro_tensor *t;
+    return checked_tensor(sf, kind, layer, &t, ei);
 }
 
 paro_err paro_sample_read_heads(paro_sample_file *sf, paro_kind kind, uint32_t layer,
@@ -767,19 +764,18 @@ paro_err paro_sample_read_heads(paro_sample_file *sf, paro_kind kind, uint32_t l
         return paro_error(ei, PARO_ERR_USAGE, sf->path, PARO_NO_OFFSET,
                           "heads %u..%u are not a range of the capture's %u heads", h0, h1,
                           m->heads);
-    char *name;
-    const paro_st_tensor *t;
-    paro_err rc = checked_tensor(sf, kind, layer, &name, &t, ei);
+    const paro_tensor *t;
+    const unsigned char *data;
+    paro_err rc = checked_tensor(sf, kind, layer, &t, ei);
+    if (!rc)
+        rc = paro_tensor_file_acquire(sf->tf, t, &data, ei);
     if (rc)
         return rc;
-    tensor_src src = {NULL, t->dtype, paro_dtype_size(t->dtype), t->data_offset, name,
-                      sf->path};
-    switch (sf->container) {
-    case SAMPLE_SAFETENSORS: src.data = paro_st_data(sf->u.st, t); break;
-    }
+    tensor_src src = {data, t->dtype, paro_dtype_size(t->dtype), t->data_offset, t->name,
+                      t->where};
     rc = m->layout == PARO_LAYOUT_HND ? convert_hnd(&src, m, h0, h1, dst, ei)
                                       : convert_nhd(&src, m, h0, h1, dst, ei);
-    free(name);
+    paro_tensor_file_release(sf->tf, t);
     return rc;
 }
 
@@ -788,3 +784,5 @@ paro_err paro_sample_read(paro_sample_file *sf, paro_kind kind, uint32_t layer, 
 {
     return paro_sample_read_heads(sf, kind, layer, 0, sf->m->heads, dst, ei);
 }
+
+paro_tensor_file *paro_sample_tensors(paro_sample_file *sf) { return sf->tf; }

@@ -13,7 +13,9 @@
 #include <stddef.h> /* size_t */
 #include <stdint.h> /* uint32_t, int64_t */
 
-#include "error.h" /* paro_err, paro_errinfo */
+#include "dtype.h"       /* paro_dtype */
+#include "error.h"       /* paro_err, paro_errinfo */
+#include "tensor_file.h" /* paro_tensor, paro_tensor_file */
 
 #ifdef __cplusplus
 extern "C" {
@@ -50,6 +52,7 @@ typedef struct paro_manifest {
     double scale;      /* given, or 1/sqrt(head_dim) */
     int scale_given;
     paro_layout layout;
+    paro_dtype dtype;      /* the "dtype" key; PARO_DTYPE_INVALID when absent */
     char *tensor_names[3]; /* templates with "{layer}", by paro_kind */
     int64_t steps;         /* -1 when absent */
     double timestep_max;   /* default 1000 */
@@ -95,6 +98,13 @@ int paro_sample_has(paro_sample_file *sf, paro_kind kind, uint32_t layer);
  * only), so a run can check a whole capture before it starts. */
 paro_err paro_sample_check(paro_sample_file *sf, paro_kind kind, uint32_t layer,
                            paro_errinfo *ei);
+
+/* Checks one tensor's dtype and shape against the manifest (what reading
+ * it as Q, K or V needs); messages name t->where. */
+paro_err paro_sample_check_tensor(const paro_manifest *m, const paro_tensor *t,
+                                  paro_errinfo *ei);
+/* The open sample's tensors, for listing them (paro inspect). */
+paro_tensor_file *paro_sample_tensors(paro_sample_file *sf);
 
 #ifdef __cplusplus
 }

@@ -1068,8 +1068,8 @@ START_TEST(sample_custom_names_and_missing_v)
     write_manifest(c, "HND", "", others, 2);
     paro_errinfo_clear(&ei);
     ck_assert_int_eq(paro_manifest_load(c->manifest, &m, &ei), PARO_OK);
-    ck_assert_int_eq(paro_sample_open(m, 0, &sf, &ei), PARO_ERR_IO);
-    ck_assert_ptr_nonnull(strstr(ei.msg, "folder"));
+    ck_assert_int_eq(paro_sample_open(m, 0, &sf, &ei), PARO_ERR_FORMAT);
+    ck_assert_ptr_nonnull(strstr(ei.msg, "folder without .npy files"));
     paro_errinfo_clear(&ei);
     ck_assert_int_eq(paro_sample_open(m, 1, &sf, &ei), PARO_ERR_IO);
     paro_manifest_free(m);
