@@ -109,6 +109,7 @@ int cmd_calibrate(int argc, char **argv);
 int cmd_dump(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_export(int argc, char **argv);
+int cmd_inspect(int argc, char **argv);
 int cmd_merge(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
 int cmd_version(int argc, char **argv);

@@ -20,6 +20,7 @@ static const struct cmd commands[] = {
     {"dump", cmd_dump, "show a plan as text, JSON or a picture"},
     {"eval", cmd_eval, "measure a plan's recall and output error on held-out samples"},
     {"export", cmd_export, "write a plan as arrays for runtimes (npz, safetensors, JSON)"},
+    {"inspect", cmd_inspect, "check a capture's files against its manifest, with value statistics"},
     {"merge", cmd_merge, "combine plans calibrated on disjoint layers into one"},
     {"synth", cmd_synth, "write a synthetic capture with planted axis-local heads"},
     {"version", cmd_version, "show the version, plan format and build features"},
