@@ -86,7 +86,7 @@ CLI_OBJ := $(CLI_C:%.c=$(BUILD)/%.o)
 LIB := $(BUILD)/libparo.a
 BIN := $(BUILD)/paro
 
-FUZZ_TARGETS := manifest safetensors plan
+FUZZ_TARGETS := manifest safetensors plan npz npy
 REPLAYS := $(FUZZ_TARGETS:%=$(BUILD)/tests/replay_%)
 CPU_TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(filter-out tests/check_cuda%.c,$(wildcard tests/check_*.c)))
 CUDA_TESTS := $(if $(filter 1,$(HAVE_CUDA)),$(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/check_cuda*.c)))

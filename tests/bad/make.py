@@ -13,6 +13,7 @@ The good inputs the cases are cut from are made with `paro synth` and
 `paro calibrate`, so the corpus follows the current formats; the script is
 deterministic, and its output is committed (it is also the fuzzers' seed).
 """
+import io
 import json
 import os
 import shutil
@@ -20,6 +21,10 @@ import struct
 import subprocess
 import sys
 import tempfile
+import warnings
+import zipfile
+
+warnings.filterwarnings("ignore", "Duplicate name")
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PARO = os.environ.get("PARO", os.path.join(HERE, "..", "..", "paro"))
@@ -198,6 +203,130 @@ def st_cases(sample):
     return cases
 
 
+# ---- npy arrays and npz archives, built with the stdlib --------------------
+
+def npy_bytes(shape, descr="<f4", payload=None, fortran="False", version=1, dict_text=None):
+    """An .npy file as numpy writes it (header padded to 64 bytes)."""
+    if dict_text is None:
+        dims = "".join(f"{d}, " for d in shape) if len(shape) != 1 else f"{shape[0]},"
+        dims = "(" + dims.rstrip(", ") + ")" if len(shape) != 1 else "(" + dims + ")"
+        dict_text = f"{{'descr': '{descr}', 'fortran_order': {fortran}, 'shape': {dims}, }}"
+    head = dict_text.encode()
+    fixed = 10 if version == 1 else 12
+    pad = -(fixed + len(head) + 1) % 64
+    head += b" " * pad + b"\n"
+    size = struct.pack("<H", len(head)) if version == 1 else struct.pack("<I", len(head))
+    return b"\x93NUMPY" + bytes([version, 0]) + size + head + (payload or b"")
+
+
+def st_arrays(sample):
+    """name -> (shape, f32 bytes) of the good sample."""
+    n = struct.unpack("<Q", sample[:8])[0]
+    header = json.loads(sample[8 : 8 + n])
+    out = {}
+    for name, t in header.items():
+        if name != "__metadata__":
+            b0, b1 = t["data_offsets"]
+            out[name] = (t["shape"], sample[8 + n + b0 : 8 + n + b1])
+    return out
+
+
+def npz_bytes(members, method=zipfile.ZIP_STORED):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", method) as z:
+        for name, content in members:
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = method
+            z.writestr(info, content)
+    return buf.getvalue()
+
+
+def npz_cases(sample):
+    arrays = st_arrays(sample)
+    good = [(name + ".npy", npy_bytes(shape, payload=data)) for name, (shape, data) in
+            sorted(arrays.items())]
+    stored = npz_bytes(good)
+    deflated = npz_bytes(good, zipfile.ZIP_DEFLATED)
+    z = zipfile.ZipFile(io.BytesIO(stored))
+    first = z.infolist()[0]
+    data_at = first.header_offset + 30 + len(first.filename) + len(first.extra)
+    zd = zipfile.ZipFile(io.BytesIO(deflated))
+    dfirst = zd.infolist()[0]
+    ddata_at = dfirst.header_offset + 30 + len(dfirst.filename) + len(dfirst.extra)
+    cd_at = struct.unpack_from("<I", stored, len(stored) - 6)[0]
+
+    def flip(blob, at):
+        b = bytearray(blob)
+        b[at] ^= 0x01
+        return bytes(b)
+
+    def put32(blob, at, value):
+        b = bytearray(blob)
+        struct.pack_into("<I", b, at, value)
+        return bytes(b)
+
+    def replace(name, content):
+        return npz_bytes([(n, content if n == name else c) for n, c in good])
+
+    q0 = "layers.0.q.npy"
+    shape, data = arrays["layers.0.q"]
+    cases = {
+        "cut_in_directory": stored[:-30],
+        "cut_in_member": stored[: data_at + 40],
+        "member_crc": flip(stored, data_at + 140),  # in the data, past the 128-byte header
+        "deflate_garbage": flip(deflated, ddata_at + 3),
+        "declared_too_small": put32(deflated, struct.unpack_from("<I", deflated, len(deflated) - 6)[0] + 24, 100),
+        "overlapping_members": put32(stored, cd_at + 46 + len(first.filename) + 42 + (46 - 46), 0)
+        if False else put32(stored, cd_at + 46 + len(first.filename) + len(first.extra) + 42, 0),
+        "encrypted": flip(stored, cd_at + 8),
+        "method_lzma": put32(stored, cd_at + 10, 14 | (struct.unpack_from("<H", stored, cd_at + 12)[0] << 16)),
+        "duplicate_member": npz_bytes(good + [good[0]]),
+        "missing_layer": npz_bytes([m for m in good if m[0] != "layers.1.k.npy"]),
+        "npy_bad_magic": replace(q0, b"\x93NUMPZ" + npy_bytes(shape, payload=data)[6:]),
+        "npy_version_4": replace(q0, npy_bytes(shape, payload=data)[:6] + b"\x04\x00" + npy_bytes(shape, payload=data)[8:]),
+        "npy_fortran": replace(q0, npy_bytes(shape, payload=data, fortran="True")),
+        "npy_big_endian": replace(q0, npy_bytes(shape, descr=">f4", payload=data)),
+        "npy_raw16_without_dtype": replace(q0, npy_bytes([2, 5, 4], descr="<u2", payload=data[:80])),
+        "npy_structured": replace(q0, npy_bytes(shape, payload=data, dict_text="{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (2, 5, 4), }")),
+        "npy_shape_vs_bytes": replace(q0, npy_bytes([2, 5, 5], payload=data)),
+        "npy_trailing_bytes": replace(q0, npy_bytes(shape, payload=data + b"\0\0\0\0")),
+        "npy_header_len_huge": replace(q0, npy_bytes(shape, payload=data, version=2)[:8] + struct.pack("<I", 0x7fffffff) + npy_bytes(shape, payload=data, version=2)[12:]),
+        "npy_cut_in_header": replace(q0, npy_bytes(shape, payload=data)[:40]),
+        "npy_wrong_shape": replace(q0, npy_bytes([2, 4, 5], payload=data)),
+        "npy_batch_of_2": replace(q0, npy_bytes([2, 1, 5, 4], payload=data)),
+        "npy_duplicate_key": replace(q0, npy_bytes(shape, payload=data, dict_text="{'descr': '<f4', 'descr': '<f4', 'fortran_order': False, 'shape': (2, 5, 4), }")),
+        "not_a_zip_named_npz": b"PK\x03\x04" + b"\0" * 40,
+    }
+    return cases
+
+
+def npy_folder_cases(sample):
+    arrays = st_arrays(sample)
+    good = {name + ".npy": npy_bytes(shape, payload=data) for name, (shape, data) in arrays.items()}
+    shape, data = arrays["layers.0.k"]
+
+    def with_(name, content):
+        d = dict(good)
+        if content is None:
+            del d[name]
+        else:
+            d[name] = content
+        return d
+
+    k0 = "layers.0.k.npy"
+    return {
+        "empty_folder": {},
+        "cut_in_data": with_(k0, npy_bytes(shape, payload=data)[:-3]),
+        "cut_in_header": with_(k0, npy_bytes(shape, payload=data)[:9]),
+        "empty_file": with_(k0, b""),
+        "missing_layer": with_("layers.1.q.npy", None),
+        "f2_under_f32_dtype": with_(k0, npy_bytes(shape, descr="<f2", payload=data[: len(data) // 2])),
+        "npy_object": with_(k0, npy_bytes(shape, descr="|O", payload=data)),
+        "k_is_a_folder": with_(k0, "folder"),
+        "nan_in_k": with_(k0, npy_bytes(shape, payload=data[:12] + struct.pack("<f", float("nan")) + data[16:])),
+    }
+
+
 # ---- plans: byte edits of a good plan ----------------------------------------
 
 def plan_cases(plan):
@@ -248,7 +377,26 @@ def main():
         write(os.path.join(HERE, "safetensors", name, "s000.safetensors"), content)
     for name, content in plan_cases(plan).items():
         write(os.path.join(HERE, "plan", name + ".paro"), content)
-    print(f"{len(manifest_cases(manifest)) + len(st_cases(sample)) + len(plan_cases(plan))} cases",
+    for sub in ("npz", "npy"):
+        shutil.rmtree(os.path.join(HERE, sub), ignore_errors=True)
+    for name, content in npz_cases(sample).items():
+        write(os.path.join(HERE, "npz", name, "manifest.json"),
+              json.dumps(dict(manifest, samples=[dict(manifest["samples"][0], file="s000.npz")])))
+        write(os.path.join(HERE, "npz", name, "s000.npz"), content)
+    for name, files in npy_folder_cases(sample).items():
+        m = dict(manifest, samples=[dict(manifest["samples"][0], file="s000")])
+        if name == "f2_under_f32_dtype":
+            m["dtype"] = "f32"
+        write(os.path.join(HERE, "npy", name, "manifest.json"), json.dumps(m))
+        os.makedirs(os.path.join(HERE, "npy", name, "s000"), exist_ok=True)
+        for fname, content in files.items():
+            path = os.path.join(HERE, "npy", name, "s000", fname)
+            if content == "folder":
+                os.makedirs(path, exist_ok=True)
+                write(os.path.join(path, "keep"), b"")
+            else:
+                write(path, content)
+    print(f"{len(manifest_cases(manifest)) + len(st_cases(sample)) + len(plan_cases(plan)) + len(npz_cases(sample)) + len(npy_folder_cases(sample))} cases",
           file=sys.stderr)
 
 
