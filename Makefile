@@ -196,14 +196,20 @@ demo: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)PYTHON=$(PYTHON) samples/demo.sh ./paro
 
-## install: copy paro to $(DESTDIR)$(BINDIR)
+## install: copy paro to $(DESTDIR)$(BINDIR), and the scripts `paro export
+##          --to paroattn` runs to $(DESTDIR)$(PREFIX)/share/paro (paro looks
+##          for them in ../share/paro beside itself)
 install: all
-	$(INSTALL) -d $(DESTDIR)$(BINDIR)
+	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(PREFIX)/share/paro
 	$(INSTALL) -m 755 paro $(DESTDIR)$(BINDIR)/paro
+	$(INSTALL) -m 644 formats/python/paro_paroattn.py formats/python/paro_plan.py \
+	  $(DESTDIR)$(PREFIX)/share/paro/
 
-## uninstall: remove it again
+## uninstall: remove them again
 uninstall:
-	rm -f $(DESTDIR)$(BINDIR)/paro
+	rm -f $(DESTDIR)$(BINDIR)/paro $(DESTDIR)$(PREFIX)/share/paro/paro_paroattn.py \
+	  $(DESTDIR)$(PREFIX)/share/paro/paro_plan.py
+	-rmdir $(DESTDIR)$(PREFIX)/share/paro 2>/dev/null
 
 ## clean: remove build outputs
 clean:

@@ -352,8 +352,9 @@ static paro_err read_sample(paro_backend *backend, const paro_manifest *m, uint3
 
 /* What a journal must have been made with to be resumed: the plan's
  * metadata as it starts (every setting, the samples, the tool and the
- * backend), the manifest's bytes, whether tile masses are kept, and each calibration sample file's size
- * and modification time (a file that changed invalidates the journal). */
+ * backend; --keep-last among them, as target.keep_last), the manifest's
+ * bytes, whether tile masses are kept, and each calibration sample file's
+ * size and modification time (a file that changed invalidates the journal). */
 static paro_err config_digest(const paro_manifest *m, const paro_plan *plan,
                               const uint32_t *samples, size_t n_samples, uint32_t *crc_out,
                               uint64_t *len_out, paro_errinfo *ei)
@@ -849,6 +850,7 @@ paro_err paro_calibrate(const paro_manifest *m, const paro_calib_config *cfg,
         shape.target_mode = cfg->target.mode;
         shape.target_value = cfg->target.value;
         shape.keep_text = cfg->target.keep_text;
+        shape.keep_last = cfg->target.keep_last != 0;
         shape.n_buckets = cfg->n_buckets;
         shape.dense_until = cfg->dense_until;
         shape.with_tile_mass = cfg->tile_mass;

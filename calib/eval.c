@@ -356,7 +356,8 @@ static int build_from_stats(const layer_ctx *cx, worker_space *sp, uint32_t b, u
     const double *sum = paro_block_stats_mass(st, b, h, (uint32_t)slot);
     for (size_t i = 0; i < cx->nt; i++)
         sp->mean[i] = sum[i] / (double)count;
-    paro_mask_target tg = {PARO_TARGET_DENSITY, density, cx->plan->keep_text};
+    paro_mask_target tg = {PARO_TARGET_DENSITY, density, cx->plan->keep_text,
+                           cx->plan->keep_last};
     double got_density, got_recall;
     paro_build_mask(cx->t, sp->mean, &tg, keep, &got_density, &got_recall, sp->mask_scratch);
     return 1;

@@ -49,17 +49,18 @@ void paro_build_mask(const paro_tiling *t, const double *mass, const paro_mask_t
     for (size_t i = 0; i < nt; i++)
         total += mass[i];
 
-    if (tg->keep_text)
-        for (uint32_t a = 0; a < t->nq; a++) {
-            int row_text = paro_tiling_qblock_has_text(t, a);
-            for (uint32_t b = 0; b < t->nk; b++)
-                if (row_text || paro_tiling_kblock_has_text(t, b)) {
-                    size_t i = (size_t)a * t->nk + b;
-                    keep[i] = 1;
-                    kept++;
-                    kept_mass += mass[i];
-                }
-        }
+    for (uint32_t a = 0; a < t->nq; a++) {
+        int row = (tg->keep_text && paro_tiling_qblock_has_text(t, a)) ||
+                  (tg->keep_last && a + 1 == t->nq);
+        for (uint32_t b = 0; b < t->nk; b++)
+            if (row || (tg->keep_text && paro_tiling_kblock_has_text(t, b)) ||
+                (tg->keep_last && b + 1 == t->nk)) {
+                size_t i = (size_t)a * t->nk + b;
+                keep[i] = 1;
+                kept++;
+                kept_mass += mass[i];
+            }
+    }
 
     paro_sort_desc(mass, nt, scratch,
                    (void *)(((uintptr_t)(scratch + nt) + 7) & ~(uintptr_t)7));

@@ -2,9 +2,13 @@
  *
  * Rules (the CPU reference defines them; DESIGN.md "Calibration semantics"):
  *  1. with keep_text, every tile whose query or key block holds a text token
- *     is kept;
- *  2. the target adds tiles, largest mean mass first (ties: lower tile index,
- *     row-major over (query block, key block)):
+ *     is kept; with keep_last, every tile of the last query block (row) and of
+ *     the last key block (column), which the PAROAttention runtime computes
+ *     whatever the mask says, so that density, recall and `paro eval` describe
+ *     what that runtime does;
+ *  2. the target adds tiles (those of rule 1 count towards it), largest mean
+ *     mass first (ties: lower tile index, row-major over (query block, key
+ *     block)):
  *       density D:   until ceil(D * tiles) tiles are kept;
  *       recall R:    until the kept tiles hold >= R of the total mass, or no
  *                    tile with mass is left;
@@ -30,6 +34,7 @@ typedef struct paro_mask_target {
     paro_target_mode mode;
     double value;
     int keep_text;
+    int keep_last; /* rule 1: the last block row and column are kept */
 } paro_mask_target;
 
 /* Bytes of scratch paro_build_mask needs for this many tiles. */

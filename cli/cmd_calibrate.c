@@ -30,6 +30,10 @@ static const cli_help help = {
         "      --threshold T       keep tiles whose mean mass per element is >= T\n"
         "      --block B           block size: B, or BQxBK for query x key [default: 64]\n"
         "      --no-keep-text      let masks drop tiles that touch text tokens\n"
+        "      --keep-last         keep every tile of the last block row and column, as\n"
+        "                          the PAROAttention runtime computes them anyway (they\n"
+        "                          count towards --density; eval then reports what\n"
+        "                          that runtime computes)\n"
         "      --alpha A           weight of the sparse score against the quant score\n"
         "                          in the combined score [default: 0.5]\n"
         "      --score-recall R    recall at which the sparse score counts skippable\n"
@@ -53,7 +57,9 @@ static const cli_help help = {
         "  -j, --threads N         worker threads [default: all cores]",
     .examples = "  paro calibrate -m capture/manifest.json -o model.paro\n"
                 "  paro calibrate -m capture/manifest.json -o model.paro --recall 0.95 "
-                "--block 128x64",
+                "--block 128x64\n"
+                "  paro calibrate -m capture/manifest.json -o model.paro --keep-last   "
+                "# for PAROAttention",
 };
 
 enum {
@@ -62,6 +68,7 @@ enum {
     OPT_THRESHOLD,
     OPT_BLOCK,
     OPT_NO_KEEP_TEXT,
+    OPT_KEEP_LAST,
     OPT_TILE_MASS,
     OPT_GPUS,
     OPT_ALPHA,
@@ -218,6 +225,7 @@ int cmd_calibrate(int argc, char **argv)
         {"threshold", required_argument, NULL, OPT_THRESHOLD},
         {"block", required_argument, NULL, OPT_BLOCK},
         {"no-keep-text", no_argument, NULL, OPT_NO_KEEP_TEXT},
+        {"keep-last", no_argument, NULL, OPT_KEEP_LAST},
         {"alpha", required_argument, NULL, OPT_ALPHA},
         {"score-recall", required_argument, NULL, OPT_SCORE_RECALL},
         {"timestep-buckets", required_argument, NULL, OPT_BUCKETS},
@@ -269,6 +277,7 @@ int cmd_calibrate(int argc, char **argv)
             break;
         case OPT_BLOCK: bad = cli_parse_block("--block", optarg, &cfg.block_q, &cfg.block_k); break;
         case OPT_NO_KEEP_TEXT: cfg.target.keep_text = 0; break;
+        case OPT_KEEP_LAST: cfg.target.keep_last = 1; break;
         case OPT_ALPHA: bad = cli_parse_double("--alpha", optarg, 0.0, 1.0, &cfg.alpha); break;
         case OPT_SCORE_RECALL:
             bad = cli_parse_double("--score-recall", optarg, 1e-9, 1.0, &cfg.score_recall);

@@ -51,8 +51,9 @@ static void print_text(const paro_plan *p, const char *path)
            p->grid[2], p->text_tokens, p->text_last ? "last" : "first", p->n_tokens);
     printf("heads       %u (head dim %u, scale %g)\n", p->heads, p->head_dim, p->scale);
     printf("blocks      %ux%u: %u x %u tiles per head\n", p->block_q, p->block_k, p->nq, p->nk);
-    printf("target      %s %g, text tiles %s\n", paro_target_name(p->target_mode),
-           p->target_value, p->keep_text ? "kept" : "not forced");
+    printf("target      %s %g, text tiles %s%s\n", paro_target_name(p->target_mode),
+           p->target_value, p->keep_text ? "kept" : "not forced",
+           p->keep_last ? ", last block row and column kept" : "");
     printf("metric      alpha %g, sparse score at recall %g\n", p->alpha, p->score_recall);
     printf("buckets     %u", p->n_buckets);
     if (p->dense_until > 0)

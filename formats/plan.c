@@ -161,6 +161,11 @@ paro_err paro_plan_alloc(paro_plan **out, const paro_plan *shape, paro_errinfo *
     return PARO_OK;
 }
 
+uint32_t paro_plan_minor_needed(const paro_plan *p)
+{
+    return p->keep_last ? 2 : 1;
+}
+
 void paro_plan_free(paro_plan *p)
 {
     if (!p)
@@ -469,6 +474,8 @@ int paro_plan_check_meta(const paro_plan *p, paro_plan_bad *b)
                        paro_target_name(p->target_mode));
     if (p->keep_text != 0 && p->keep_text != 1)
         return bad_key(b, F, PARO_K_TARGET, "target \"keep_text\" must be 0 or 1");
+    if (p->keep_last != 0 && p->keep_last != 1)
+        return bad_key(b, F, PARO_K_TARGET, "target \"keep_last\" must be 0 or 1");
     if (p->n_buckets < 1)
         return bad_key(b, F, PARO_K_BUCKETS, "buckets \"count\" must be >= 1");
     if (p->n_buckets > PARO_PLAN_MAX_BUCKETS)

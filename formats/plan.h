@@ -19,7 +19,10 @@ extern "C" {
 #endif
 
 #define PARO_PLAN_MAJOR 1
-#define PARO_PLAN_MINOR 1
+/* The newest minor version this code reads and writes.  A plan is written with
+ * the lowest minor that holds it (paro_plan_minor_needed): one that uses no
+ * 1.2 key is a 1.1 file, byte for byte, that 1.1 readers read strictly. */
+#define PARO_PLAN_MINOR 2
 #define PARO_PLAN_SCHEMA "paro-plan/v1"
 
 /* Limits written in PLAN.md; the reader rejects anything beyond them. */
@@ -76,6 +79,7 @@ typedef struct paro_plan {
     paro_target_mode target_mode;
     double target_value;
     int keep_text;
+    int keep_last;           /* the last block row and column are kept (1.2) */
     uint32_t n_buckets;
     double dense_until;
     size_t n_samples;
@@ -102,7 +106,7 @@ typedef struct paro_plan {
     uint8_t **tile_mass;   /* [n_layers] -> [n_buckets][heads][nq][nk] or NULL */
 
     /* The minor version of the file a plan was read from (the reader sets
-     * it; the writer always writes PARO_PLAN_MINOR). */
+     * it; the writer writes paro_plan_minor_needed). */
     uint32_t format_minor;
 } paro_plan;
 
@@ -111,6 +115,10 @@ typedef struct paro_plan {
  * everything else is copied from shape.  Arrays start zeroed. */
 paro_err paro_plan_alloc(paro_plan **out, const paro_plan *shape, paro_errinfo *ei);
 void paro_plan_free(paro_plan *p);
+
+/* The minor version p is written with: 2 when it uses a key of 1.2
+ * (target.keep_last), otherwise 1. */
+uint32_t paro_plan_minor_needed(const paro_plan *p);
 
 /* Bytes of one layer's packed mask bitmap. */
 size_t paro_plan_mask_bytes(const paro_plan *p);

@@ -188,7 +188,9 @@ int paro_plan_meta_add(cJSON *obj, const paro_plan *p)
             v = cJSON_CreateObject();
             if (v && (put(v, "mode", cJSON_CreateString(paro_target_name(p->target_mode))) < 0 ||
                       put(v, "value", paro_plan_json_double(p->target_value)) < 0 ||
-                      put(v, "keep_text", cJSON_CreateBool(p->keep_text != 0)) < 0)) {
+                      put(v, "keep_text", cJSON_CreateBool(p->keep_text != 0)) < 0 ||
+                      /* written only when set, so that other plans stay 1.1 files */
+                      (p->keep_last && put(v, "keep_last", cJSON_CreateBool(1)) < 0))) {
                 cJSON_Delete(v);
                 v = NULL;
             }

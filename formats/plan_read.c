@@ -881,10 +881,12 @@ static paro_err meta_decode(meta_ctx *m, paro_plan *p)
                      "metric \"alpha\" and \"score_recall\" must be numbers");
 
     const cJSON *target = it[PARO_K_TARGET];
-    static const char *const target_keys[] = {"mode", "value", "keep_text"};
+    /* keep_last is a 1.2 key: optional there, unknown to a 1.1 file */
+    static const char *const target_keys[] = {"mode", "value", "keep_text", "keep_last"};
     if (!cJSON_IsObject(target))
         return mfail(m, FMT, PARO_K_TARGET, "\"target\" must be an object");
-    if ((err = only_keys(m, PARO_K_TARGET, target, "\"target\"", target_keys, 3, NULL)))
+    if ((err = only_keys(m, PARO_K_TARGET, target, "\"target\"", target_keys,
+                         m->r->minor >= 2 ? 4 : 3, "keep_last")))
         return err;
     const cJSON *mode = member(target, "mode");
     const char *ms = cJSON_IsString(mode) ? mode->valuestring : "";
@@ -901,6 +903,10 @@ static paro_err meta_decode(meta_ctx *m, paro_plan *p)
     if (!cJSON_IsBool(kt))
         return mfail(m, FMT, PARO_K_TARGET, "target \"keep_text\" must be true or false");
     p->keep_text = cJSON_IsTrue(kt);
+    const cJSON *kl = m->r->minor >= 2 ? member(target, "keep_last") : NULL;
+    if (kl && !cJSON_IsBool(kl))
+        return mfail(m, FMT, PARO_K_TARGET, "target \"keep_last\" must be true or false");
+    p->keep_last = cJSON_IsTrue(kl);
 
     if ((err = meta_buckets(m, p)) || (err = meta_samples(m, p)))
         return err;

@@ -201,7 +201,7 @@ static paro_err serialize(const paro_plan *p, const char *name, uint8_t **buf, s
     }
     memcpy(b, paro_plan_magic, 8);
     paro_wr16(b + PARO_H_MAJOR, PARO_PLAN_MAJOR);
-    paro_wr16(b + PARO_H_MINOR, PARO_PLAN_MINOR);
+    paro_wr16(b + PARO_H_MINOR, (uint16_t)paro_plan_minor_needed(p));
     paro_wr32(b + PARO_H_HEADER_SIZE, PARO_PLAN_HEADER_SIZE);
     paro_wr32(b + PARO_H_NSECTIONS, n_sec);
     paro_wr32(b + PARO_H_ENTRY_SIZE, PARO_PLAN_ENTRY_SIZE);

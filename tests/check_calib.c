@@ -318,14 +318,14 @@ START_TEST(mask_density_keeps_text_then_largest)
     uint64_t scratch[4096]; /* >= paro_mask_scratch_bytes(16) */
     ck_assert_uint_le(paro_mask_scratch_bytes(16), sizeof scratch);
     double density, recall;
-    paro_mask_target tg = {PARO_TARGET_DENSITY, 0.5, 1};
+    paro_mask_target tg = {PARO_TARGET_DENSITY, 0.5, 1, 0};
     paro_build_mask(&t, small_mass, &tg, keep, &density, &recall, scratch);
     /* Text: row 0 and column 0 = 7 tiles; then the largest: (1,1) 0.9. */
     static const uint8_t want[16] = {1, 1, 1, 1, 1, 1, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0};
     ck_assert_mem_eq(keep, want, 16);
     ck_assert_double_eq_tol(density, 0.5, 1e-12);
     /* Row 2 was left without a non-text tile but column 0 covers it; row 3 too. */
-    paro_mask_target no_text = {PARO_TARGET_DENSITY, 0.25, 0};
+    paro_mask_target no_text = {PARO_TARGET_DENSITY, 0.25, 0, 0};
     paro_build_mask(&t, small_mass, &no_text, keep, &density, &recall, scratch);
     /* 4 tiles: 0.9 (1,1), 0.7 (2,2), 0.5 (0,0), 0.3 (2,3); row 3 gets its max (3,0). */
     static const uint8_t want2[16] = {1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 1, 1, 0, 0, 0};
@@ -351,7 +351,7 @@ START_TEST(mask_recall_and_threshold)
         total += small_mass[i];
     /* Recall 0.6 without text forcing: 0.9 + 0.7 + 0.5 = 2.1 of 3.23 < 0.6*3.23
      * = 1.938?  0.9 + 0.7 = 1.6 < 1.938, + 0.5 = 2.1 >= 1.938: three tiles. */
-    paro_mask_target tg = {PARO_TARGET_RECALL, 0.6, 0};
+    paro_mask_target tg = {PARO_TARGET_RECALL, 0.6, 0, 0};
     paro_build_mask(&t, small_mass, &tg, keep, &density, &recall, scratch);
     ck_assert_double_ge(recall, 0.6);
     /* plus row 3's largest */
@@ -362,11 +362,53 @@ START_TEST(mask_recall_and_threshold)
     ck_assert_double_eq_tol(recall, 1.0, 1e-12);
     ck_assert_double_eq_tol(density, 14.0 / 16, 1e-12);
     /* Threshold on mass per element (tile area 4): >= 0.1 means mass >= 0.4. */
-    paro_mask_target th = {PARO_TARGET_THRESHOLD, 0.1, 0};
+    paro_mask_target th = {PARO_TARGET_THRESHOLD, 0.1, 0, 0};
     paro_build_mask(&t, small_mass, &th, keep, &density, &recall, scratch);
     static const uint8_t want[16] = {1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 1, 0, 0, 0};
     ck_assert_mem_eq(keep, want, 16);
     (void)total;
+    paro_tiling_free(&t);
+}
+END_TEST
+
+/* keep_last: the last query block row and key block column are kept first,
+ * as the text tiles are, and count towards the density target. */
+START_TEST(mask_keep_last_counts_towards_the_target)
+{
+    paro_tiling t;
+    small_tiling(&t);
+    uint8_t keep[16];
+    uint64_t scratch[4096]; /* >= paro_mask_scratch_bytes(16) */
+    double density, recall, total = 0;
+    for (int i = 0; i < 16; i++)
+        total += small_mass[i];
+    /* text (row 0, column 0) and last (row 3, column 3): 12 tiles, more than
+     * the 8 of density 0.5, so nothing else */
+    paro_mask_target tg = {PARO_TARGET_DENSITY, 0.5, 1, 1};
+    paro_build_mask(&t, small_mass, &tg, keep, &density, &recall, scratch);
+    static const uint8_t want[16] = {1, 1, 1, 1, 1, 0, 0, 1, 1, 0, 0, 1, 1, 1, 1, 1};
+    ck_assert_mem_eq(keep, want, 16);
+    ck_assert_double_eq_tol(density, 12.0 / 16, 1e-12);
+    /* without text: row 3 and column 3 are 7 tiles; the 8th is the largest,
+     * (1,1) 0.9 */
+    paro_mask_target last = {PARO_TARGET_DENSITY, 0.5, 0, 1};
+    paro_build_mask(&t, small_mass, &last, keep, &density, &recall, scratch);
+    static const uint8_t want2[16] = {0, 0, 0, 1, 0, 1, 0, 1, 0, 0, 0, 1, 1, 1, 1, 1};
+    ck_assert_mem_eq(keep, want2, 16);
+    ck_assert_double_eq_tol(density, 8.0 / 16, 1e-12);
+    ck_assert_double_eq_tol(recall, (0.1 + 0.9 + 0.0 + 0.3 + 0.1 + 0.0 + 0.01 + 0.02) / total,
+                            1e-12);
+    /* recall and threshold targets keep them too */
+    const paro_mask_target others[2] = {{PARO_TARGET_RECALL, 0.6, 0, 1},
+                                        {PARO_TARGET_THRESHOLD, 0.1, 0, 1}};
+    for (int o = 0; o < 2; o++) {
+        paro_build_mask(&t, small_mass, &others[o], keep, &density, &recall, scratch);
+        for (uint32_t i = 0; i < 4; i++)
+            ck_assert_msg(keep[3 * 4 + i] && keep[i * 4 + 3],
+                          "target %d: tile %u of the last row or column is dropped", o, i);
+        if (o == 0)
+            ck_assert_double_ge(recall, 0.6);
+    }
     paro_tiling_free(&t);
 }
 END_TEST
@@ -379,7 +421,7 @@ START_TEST(mask_every_query_block_keeps_a_tile)
     uint64_t scratch[4096]; /* >= paro_mask_scratch_bytes(16) */
     ck_assert_uint_le(paro_mask_scratch_bytes(16), sizeof scratch);
     double density, recall;
-    paro_mask_target tg = {PARO_TARGET_DENSITY, 0.0, 0};
+    paro_mask_target tg = {PARO_TARGET_DENSITY, 0.0, 0, 0};
     paro_build_mask(&t, small_mass, &tg, keep, &density, &recall, scratch);
     for (uint32_t a = 0; a < 4; a++) {
         int any = 0;
@@ -530,6 +572,7 @@ static Suite *calib_suite(void)
     tc = tcase_create("masks");
     tcase_add_test(tc, mask_density_keeps_text_then_largest);
     tcase_add_test(tc, mask_recall_and_threshold);
+    tcase_add_test(tc, mask_keep_last_counts_towards_the_target);
     tcase_add_test(tc, mask_every_query_block_keeps_a_tile);
     tcase_add_test(tc, bucket_of_progress);
     suite_add_tcase(s, tc);

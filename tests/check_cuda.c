@@ -246,7 +246,7 @@ static void planted_parity(const uint32_t grid[3], uint32_t text, uint32_t heads
     void *score_scratch = malloc(paro_score_scratch_bytes(nt));
     uint8_t *keep_cpu = malloc(nt), *keep_gpu = malloc(nt);
     void *order_scratch = malloc(paro_mask_scratch_bytes(nt));
-    paro_mask_target target = {PARO_TARGET_DENSITY, 0.25, 1};
+    paro_mask_target target = {PARO_TARGET_DENSITY, 0.25, 1, 0};
     size_t differing = 0, near_ties = 0;
     for (uint32_t h = 0; h < heads; h++) {
         paro_head_choice a, b;

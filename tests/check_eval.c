@@ -390,7 +390,8 @@ static void brute_check(const paro_manifest *m, const paro_plan *plan,
                     int cnt = mean_tile_mass(m, layer, h, r->basis_samples, basis_bucket,
                                              r->n_basis, b, pos_f, bq, bk, nk, nt, mass);
                     ck_assert_int_gt(cnt, 0);
-                    paro_mask_target tg = {PARO_TARGET_DENSITY, dens, plan->keep_text};
+                    paro_mask_target tg = {PARO_TARGET_DENSITY, dens, plan->keep_text,
+                                           plan->keep_last};
                     paro_build_mask(&t, mass, &tg, fk, &got_d, &got_r, scratch);
                 }
                 assert_close(r->density[paro_eval_bucket_index(r, li, b, h)], dens, "density",
@@ -408,7 +409,7 @@ static void brute_check(const paro_manifest *m, const paro_plan *plan,
                         mean_tile_mass(m, layer, h, r->basis_samples, basis_bucket, r->n_basis,
                                        b, side == 0 ? pos_c : pos_f, bq, bk, nk, nt, mass);
                         paro_mask_target tg = {PARO_TARGET_DENSITY, cfg->sweep[di],
-                                               plan->keep_text};
+                                               plan->keep_text, plan->keep_last};
                         paro_build_mask(&t, mass, &tg, sk, &got_d, &got_r, scratch);
                     }
                 free(scratch);
@@ -509,6 +510,23 @@ static void brute_check(const paro_manifest *m, const paro_plan *plan,
 
 /* ---- brute-force cases ---------------------------------------------------- */
 
+/* Every mask of the plan keeps its last block row and column. */
+static void assert_last_kept(const paro_plan *p)
+{
+    for (uint32_t l = 0; l < p->n_layers; l++)
+        for (uint32_t b = 0; b < p->n_buckets; b++)
+            for (uint32_t h = 0; h < p->heads; h++) {
+                for (uint32_t kb = 0; kb < p->nk; kb++)
+                    ck_assert_msg(paro_plan_mask_get(p, l, b, h, p->nq - 1, kb),
+                                  "layer slot %u bucket %u head %u: tile (%u, %u) dropped", l, b,
+                                  h, p->nq - 1, kb);
+                for (uint32_t a = 0; a < p->nq; a++)
+                    ck_assert_msg(paro_plan_mask_get(p, l, b, h, a, p->nk - 1),
+                                  "layer slot %u bucket %u head %u: tile (%u, %u) dropped", l, b,
+                                  h, a, p->nk - 1);
+            }
+}
+
 typedef struct brute_case {
     cap_spec cap;
     uint32_t bq, bk, buckets;
@@ -520,21 +538,26 @@ typedef struct brute_case {
     int one_layer; /* calibrate layer 1 only */
     double sweep[3];
     size_t n_sweep;
+    int keep_last;
 } brute_case;
 
 static const brute_case brute_cases[] = {
     /* odd grid, text first, partial blocks, a sweep */
     {{{3, 5, 7}, 5, 0, 1, 3, 16, 3, 1, 0, 21}, 16, 8, 1, 0.0, PARO_TARGET_DENSITY, 0.3,
-     {0}, 1, 0, {0.2, 0.6}, 2},
+     {0}, 1, 0, {0.2, 0.6}, 2, 0},
     /* text last, 2 buckets, the first dense, a sweep */
     {{{3, 5, 7}, 5, 1, 1, 2, 16, 4, 1, 0, 22}, 8, 16, 2, 0.5, PARO_TARGET_DENSITY, 0.4,
-     {0, 2}, 2, 0, {0.5}, 1},
+     {0, 2}, 2, 0, {0.5}, 1, 0},
     /* text first, 2 buckets, recall target, no sweep */
     {{{2, 4, 6}, 3, 0, 1, 3, 8, 4, 1, 0, 23}, 8, 8, 2, 0.0, PARO_TARGET_RECALL, 0.7,
-     {1, 3}, 2, 0, {0}, 0},
+     {1, 3}, 2, 0, {0}, 0, 0},
     /* image (F = 1), no text, threshold target, a plan of layer 1 only */
     {{{1, 6, 9}, 0, 0, 2, 2, 8, 3, 1, 0, 26}, 7, 5, 1, 0.0, PARO_TARGET_THRESHOLD, 0.002,
-     {0, 1}, 2, 1, {0.3}, 1},
+     {0, 1}, 2, 1, {0.3}, 1, 0},
+    /* --keep-last: 2 buckets, partial last blocks, a sweep (the baseline and
+     * the sweep keep the last row and column too) */
+    {{{3, 4, 6}, 5, 0, 1, 2, 16, 3, 1, 0, 27}, 8, 16, 2, 0.0, PARO_TARGET_DENSITY, 0.3,
+     {0, 2}, 2, 0, {0.4}, 1, 1},
 };
 
 START_TEST(eval_matches_brute_force)
@@ -553,12 +576,15 @@ START_TEST(eval_matches_brute_force)
     cc.target.value = bc->target;
     cc.samples = bc->calib;
     cc.n_samples = bc->n_calib;
+    cc.target.keep_last = bc->keep_last;
     uint32_t layer1 = 1;
     if (bc->one_layer) {
         cc.layers = &layer1;
         cc.n_layers = 1;
     }
     paro_plan *plan = calibrate(m, &cc);
+    if (bc->keep_last)
+        assert_last_kept(plan);
     paro_eval_config ec;
     paro_eval_config_default(&ec);
     ec.sweep = bc->sweep;
@@ -1166,6 +1192,103 @@ START_TEST(calibrate_lanes_give_the_same_plan)
 }
 END_TEST
 
+/* --keep-last: every mask keeps its last block row and column, with each
+ * target; the forced tiles count in the density, which is never below the
+ * plan's without them (text first and kept, so no query block is ever left
+ * empty); the plan is the same bytes for 1 and 4 threads, is written as
+ * version 1.2 and reads back with keep_last; eval reports the density of the
+ * masks as stored. */
+START_TEST(keep_last_keeps_the_last_block_row_and_column)
+{
+    char *dir = tu_mkdtemp();
+    cap_spec cs = {{2, 5, 6}, 6, 0, 2, 3, 16, 3, 1, 0, 43};
+    char *mpath = write_capture(dir, &cs);
+    paro_manifest *m = load_manifest(mpath);
+    static const struct {
+        paro_target_mode mode;
+        double value;
+        uint32_t buckets;
+    } targets[] = {{PARO_TARGET_DENSITY, 0.2, 1},
+                   {PARO_TARGET_DENSITY, 0.6, 3},
+                   {PARO_TARGET_RECALL, 0.8, 1},
+                   {PARO_TARGET_THRESHOLD, 0.002, 1}};
+    for (size_t i = 0; i < sizeof targets / sizeof *targets; i++) {
+        paro_calib_config cc;
+        paro_calib_config_default(&cc);
+        cc.block_q = 8;
+        cc.block_k = 16;
+        cc.device = PARO_DEVICE_CPU;
+        cc.target.mode = targets[i].mode;
+        cc.target.value = targets[i].value;
+        cc.n_buckets = targets[i].buckets;
+        cc.threads = 1;
+        paro_plan *plain = calibrate(m, &cc);
+        cc.target.keep_last = 1;
+        paro_plan *last = calibrate(m, &cc);
+        cc.threads = 4;
+        paro_plan *last4 = calibrate(m, &cc);
+        uint8_t *b1, *b4;
+        size_t n1, n4;
+        plan_bytes(last, &b1, &n1);
+        plan_bytes(last4, &b4, &n4);
+        ck_assert_msg(n1 == n4 && !memcmp(b1, b4, n1), "target %zu: 4 threads differ", i);
+        ck_assert_uint_eq(b1[10] | b1[11] << 8, 2); /* the minor version */
+        paro_errinfo ei;
+        paro_errinfo_clear(&ei);
+        paro_plan *back = NULL;
+        ck_assert_msg(paro_plan_parse(b1, n1, "mem", &back, &ei) == PARO_OK, "%s", ei.msg);
+        ck_assert_int_eq(back->keep_last, 1);
+        ck_assert_uint_eq(back->format_minor, 2);
+        paro_plan_free(back);
+        free(b1);
+        free(b4);
+
+        assert_last_kept(last);
+        ck_assert_uint_eq(last->heads, plain->heads);
+        for (uint32_t l = 0; l < last->n_layers; l++) {
+            ck_assert_mem_eq(last->head_order + (size_t)l * last->heads,
+                             plain->head_order + (size_t)l * plain->heads, last->heads);
+            for (uint32_t b = 0; b < last->n_buckets; b++)
+                for (uint32_t h = 0; h < last->heads; h++) {
+                    size_t at = paro_plan_bucket_index(last, l, b, h);
+                    size_t kept = 0;
+                    for (uint32_t a = 0; a < last->nq; a++)
+                        for (uint32_t kb = 0; kb < last->nk; kb++)
+                            kept += (size_t)paro_plan_mask_get(last, l, b, h, a, kb);
+                    ck_assert_double_eq(last->density[at],
+                                        (double)kept / ((double)last->nq * last->nk));
+                    ck_assert_double_ge(last->density[at], plain->density[at]);
+                    /* a density target holds when the forced tiles fit in
+                     * it: the 6 text tokens are in block 0 of each axis, so
+                     * rows 0 and nq-1 and columns 0 and nk-1 are forced */
+                    const double forced = 2.0 * last->nq + 2.0 * last->nk - 4.0;
+                    if (targets[i].mode == PARO_TARGET_DENSITY &&
+                        targets[i].value * last->nq * last->nk >= forced)
+                        ck_assert_double_eq(last->density[at], plain->density[at]);
+                }
+        }
+        /* eval takes the masks as they are stored */
+        paro_eval_config ec;
+        paro_eval_config_default(&ec);
+        paro_eval_result *r = evaluate(m, last, &ec);
+        for (uint32_t l = 0; l < r->n_layers; l++)
+            for (uint32_t b = 0; b < r->n_buckets; b++)
+                for (uint32_t h = 0; h < r->heads; h++)
+                    assert_close(r->density[paro_eval_bucket_index(r, l, b, h)],
+                                 last->density[paro_plan_bucket_index(last, l, b, h)],
+                                 "density", l, h);
+        paro_eval_result_free(r);
+        paro_plan_free(plain);
+        paro_plan_free(last);
+        paro_plan_free(last4);
+    }
+    paro_manifest_free(m);
+    free(mpath);
+    tu_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
 static Suite *eval_suite(void)
 {
     Suite *s = suite_create("eval");
@@ -1191,6 +1314,7 @@ static Suite *eval_suite(void)
     tc = tcase_create("calibrate_lanes");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, calibrate_lanes_give_the_same_plan);
+    tcase_add_test(tc, keep_last_keeps_the_last_block_row_and_column);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -137,6 +137,7 @@ static void plans_equal(const paro_plan *a, const paro_plan *b)
     ck_assert_int_eq(a->target_mode, b->target_mode);
     ck_assert(a->target_value == b->target_value);
     ck_assert_int_eq(a->keep_text, b->keep_text);
+    ck_assert_int_eq(a->keep_last, b->keep_last);
     ck_assert_uint_eq(a->n_buckets, b->n_buckets);
     ck_assert(a->dense_until == b->dense_until);
     ck_assert_uint_eq(a->n_samples, b->n_samples);
@@ -656,7 +657,7 @@ START_TEST(test_layout)
     static const uint8_t magic[8] = {0x97, 0x50, 0x41, 0x52, 0x0d, 0x0a, 0x1a, 0x0a};
     ck_assert_mem_eq(b, magic, 8);
     ck_assert_uint_eq(paro_rd16(b + 8), 1);
-    ck_assert_uint_eq(paro_rd16(b + 10), PARO_PLAN_MINOR);
+    ck_assert_uint_eq(paro_rd16(b + 10), 1); /* no 1.2 key: a 1.1 file */
     ck_assert_uint_eq(paro_rd32(b + 12), 64);
     ck_assert_uint_eq(paro_rd32(b + 24), 5 + 6 + 2);
     ck_assert_uint_eq(paro_rd32(b + 28), 48);
@@ -1241,6 +1242,67 @@ START_TEST(test_forward_compat)
     free(b);
     /* and unknown header bytes must be zero up to byte 64 only */
     paro_plan_free(p0);
+    tf_free(&t);
+    free(buf);
+}
+END_TEST
+
+/* target.keep_last (1.2): written only when set, in a file of minor 2;
+ * a 1.1 file must not have it; a newer file may say false. */
+START_TEST(test_keep_last)
+{
+    paro_plan *p = make_plan(44, 0);
+    p->keep_last = 1;
+    size_t len, len2;
+    uint8_t *b = serialize(p, &len);
+    ck_assert_uint_eq(paro_rd16(b + 10), 2);
+    paro_plan *q = parse_ok(b, len);
+    char *doc = paro_plan_to_json(q); /* keep_last after keep_text, last in target */
+    const char *kt = strstr(doc, "\"keep_text\":"), *kl = strstr(doc, "\"keep_last\":\ttrue\n");
+    ck_assert(kt && kl && kt < kl && strchr(kt, '}') > kl);
+    free(doc);
+    plans_equal(p, q);
+    ck_assert_uint_eq(q->format_minor, 2);
+    uint8_t *b2 = serialize(q, &len2);
+    ck_assert_uint_eq(len, len2);
+    ck_assert_mem_eq(b, b2, len);
+    free(b);
+    free(b2);
+    paro_plan_free(q);
+    p->keep_last = 2;
+    paro_errinfo ei;
+    paro_errinfo_clear(&ei);
+    ck_assert_int_eq(paro_plan_serialize(p, &b, &len, &ei), PARO_ERR_INTERNAL);
+    ck_assert_ptr_nonnull(strstr(ei.msg, "\"keep_last\" must be 0 or 1"));
+    paro_plan_free(p);
+
+    tfile t;
+    uint8_t *buf;
+    size_t n;
+    sample_file(&t, &buf, &len);
+    ck_assert_uint_eq(t.minor, 1);
+    meta_replace(&t, "\"keep_text\":true", "\"keep_text\":true,\"keep_last\":true");
+    b = tf_build(&t, &n);
+    expect_fail(b, n, PARO_ERR_FORMAT, "unknown key \"keep_last\" in \"target\"", ANY_OFFSET);
+    free(b);
+    t.minor = 3; /* newer: read, and understood */
+    b = tf_build(&t, &n);
+    q = parse_ok(b, n);
+    ck_assert_int_eq(q->keep_last, 1);
+    paro_plan_free(q);
+    free(b);
+    t.minor = 2;
+    meta_replace(&t, "\"keep_last\":true", "\"keep_last\":false");
+    b = tf_build(&t, &n);
+    q = parse_ok(b, n);
+    ck_assert_int_eq(q->keep_last, 0);
+    paro_plan_free(q);
+    free(b);
+    meta_replace(&t, "\"keep_last\":false", "\"keep_last\":1");
+    b = tf_build(&t, &n);
+    expect_fail(b, n, PARO_ERR_FORMAT, "target \"keep_last\" must be true or false",
+                ANY_OFFSET);
+    free(b);
     tf_free(&t);
     free(buf);
 }
@@ -1954,6 +2016,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_coverage_cases);
     tcase_add_test(tc, test_section_cases);
     tcase_add_test(tc, test_forward_compat);
+    tcase_add_test(tc, test_keep_last);
     tcase_add_test(tc, test_json_cases);
     tcase_add_test(tc, test_json_whitespace_ok);
     tcase_add_test(tc, test_json_schema_cases);

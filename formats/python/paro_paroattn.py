@@ -1,6 +1,7 @@
 """Write a paro plan as the two files the PAROAttention runtime loads.
 
     python3 formats/python/paro_paroattn.py model.paro -o paroattn/ [--text-blocks N]
+    paro export model.paro --to paroattn -o paroattn/   # the same, run by paro
 
 The official PAROAttention code ships its runtime but not its calibration;
 the runtime reads, with torch.load(..., weights_only=True):
@@ -16,9 +17,13 @@ Their loader pads the mask with `text_blocks` leading rows and columns of
 ones (the text blocks, 4 in their CogVideoX setup) and forces the last block
 row and column on; so "sparse" is paro's mask without its first text_blocks
 blocks on each axis, and "dense_rate" is the share of tiles the padded mask
-computes.  Plans whose blocks are not 64 x 64, whose text is not first, or
-whose text spans another number of blocks than --text-blocks (default 4)
-are refused (exit 2): their loader would put the masks in the wrong place.
+computes.  A plan calibrated with `paro calibrate --keep-last` (text tiles
+kept, the default) already keeps the tiles that loader forces on: padding
+then gives back paro's masks exactly, dense_rate is paro's density, and
+`paro eval` reports what the runtime computes.  Plans whose blocks are not
+64 x 64, whose text is not first, or whose text spans another number of
+blocks than --text-blocks (default 4) are refused (exit 2): their loader
+would put the masks in the wrong place.
 
 Needs torch (to write .pth) and numpy; reads the plan with paro_plan.py.
 Exit status: 0 written, 1 torch or numpy missing or writing failed, 2 the
@@ -96,8 +101,11 @@ def main(argv):
         import numpy  # noqa: F401
         import torch
     except ImportError as e:
-        print("paro_paroattn: error: writing .pth files needs torch and numpy (%s); install "
-              "them (Debian: python3-torch python3-numpy)" % e, file=sys.stderr)
+        # one line that names the interpreter: paro runs this with $PARO_PYTHON
+        # or python3, which may not be the Python that has torch
+        print("paro_paroattn: error: writing .pth files needs torch and numpy, which %s lacks "
+              "(%s); install them (Debian: python3-torch python3-numpy) or use another Python "
+              "(paro export: set PARO_PYTHON)" % (sys.executable, e), file=sys.stderr)
         return 1
     try:
         plan = paro_plan.load(args.plan, numpy=True)
@@ -113,13 +121,20 @@ def main(argv):
     except ValueError as e:
         print("paro_paroattn: error: %s: %s" % (args.plan, e), file=sys.stderr)
         return 2
-    os.makedirs(args.output, exist_ok=True)
-    for name, arrays in (("permute_plan.pth", permute), ("sparse_plan.pth", sparse)):
-        path = os.path.join(args.output, name)
-        tmp = path + ".tmp"
-        # written whole then renamed: an interrupted run leaves no half file
-        torch.save({k: torch.from_numpy(v) for k, v in arrays.items()}, tmp)
-        os.replace(tmp, path)
+    path = args.output
+    try:
+        os.makedirs(args.output, exist_ok=True)
+        for name, arrays in (("permute_plan.pth", permute), ("sparse_plan.pth", sparse)):
+            path = os.path.join(args.output, name)
+            tmp = path + ".tmp"
+            # written whole then renamed: an interrupted run leaves no half file
+            torch.save({k: torch.from_numpy(v) for k, v in arrays.items()}, tmp)
+            os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:
+        # torch's zip writer reports a full disk as a RuntimeError
+        why = e.strerror if isinstance(e, OSError) and e.strerror else str(e).splitlines()[0]
+        print("paro_paroattn: error: cannot write %s: %s" % (path, why), file=sys.stderr)
+        return 1
     b, l, h, n, _ = sparse["sparse"].shape
     print("wrote %s: permute [%d, %d], sparse [%d, %d, %d, %d, %d]"
           % (args.output, l, h, b, l, h, n, n))

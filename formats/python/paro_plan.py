@@ -31,7 +31,7 @@ import sys
 import zlib
 
 MAGIC = b"\x97PAR\r\n\x1a\n"
-MAJOR, MINOR = 1, 1  # the format version this reader implements
+MAJOR, MINOR = 1, 2  # the format version this reader implements
 SCHEMA = "paro-plan/v1"
 
 META, HEAD_ORDER, SCORES, DENSITY, RECALL, PERM, MASKS, TILEMASS = range(1, 9)
@@ -60,7 +60,7 @@ META_KEYS = ("tool", "model", "backend", "grid", "text_tokens", "text_position",
              "num_heads", "head_dim", "scale", "model_layers", "layers", "block", "blocks",
              "orders", "metric", "target", "buckets", "samples", "seed", "inputs")
 NESTED_KEYS = {"orders": ("kind", "name"), "metric": ("alpha", "score_recall"),
-               "target": ("mode", "value", "keep_text"),
+               "target": ("mode", "value", "keep_text", "keep_last"),
                "buckets": ("count", "edges", "dense_until"),
                "samples": ("index", "prompt", "timestep", "step", "bucket"),
                "inputs": ("layer_crc32",)}
@@ -394,7 +394,9 @@ class _Reader:
         e = known_keys(top["metric"], '"metric"', NESTED_KEYS["metric"])
         d["metric"] = {"alpha": num(e["alpha"], 'metric "alpha"'),
                        "score_recall": num(e["score_recall"], 'metric "score_recall"')}
-        e = known_keys(top["target"], '"target"', NESTED_KEYS["target"])
+        # keep_last (1.2) is optional, and a key a 1.1 file does not know
+        target_keys = NESTED_KEYS["target"][:3 if self.minor < 2 else 4]
+        e = known_keys(top["target"], '"target"', target_keys, optional=("keep_last",))
         mode = e["mode"]
         if mode not in ("density", "threshold", "recall"):
             bad('target "mode" must be "density", "threshold" or "recall"')
@@ -402,6 +404,11 @@ class _Reader:
             bad('target "keep_text" must be true or false')
         d["target"] = {"mode": mode, "value": num(e["value"], 'target "value"'),
                        "keep_text": e["keep_text"]}
+        if "keep_last" in e:
+            if not isinstance(e["keep_last"], bool):
+                bad('target "keep_last" must be true or false')
+            if e["keep_last"]:  # as paro dump --json: only when set
+                d["target"]["keep_last"] = True
         e = known_keys(top["buckets"], '"buckets"', NESTED_KEYS["buckets"])
         count = integer(e["count"], 1, U32, 'buckets "count"')
         if count > MAX_BUCKETS:

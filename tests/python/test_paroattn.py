@@ -4,7 +4,9 @@ that loader does gives back paro's masks (with the last block row and column
 on, which that loader forces); the permutation built from their order index
 equals paro's; plans that do not fit are refused with exit 2; a
 CogVideoX-shaped plan (13x30x45 + 226 text, blocks 64) gives masks of
-274 x 274.  Skipped without torch and numpy."""
+274 x 274.  `paro export --to paroattn` runs the script and writes the same
+bytes, passing its exit status on; with `calibrate --keep-last` the loader's
+padding gives back paro's masks exactly.  Skipped without torch and numpy."""
 import os
 import subprocess
 import sys
@@ -129,6 +131,90 @@ class PAROAttnExport(unittest.TestCase):
         rc, err, _ = self.export(bad)
         self.assertEqual(rc, 3, err)
         self.assertRegex(err, r"at byte \d+")
+
+    def paro_export(self, plan, out, *extra, python=None):
+        """paro export PLAN --to paroattn -o OUT, with PARO_PYTHON = python
+        (default: this interpreter, which has torch)."""
+        env = dict(os.environ, PARO_PYTHON=python or sys.executable)
+        r = subprocess.run([pb.PARO, "export", plan, "--to", "paroattn", "-o", out,
+                            *map(str, extra)], capture_output=True, text=True, env=env)
+        return r.returncode, r.stderr
+
+    def test_paro_export_runs_the_script(self):
+        plan = pb.synth_plan(self.dir, "cap", "p", grid="2x8x16", text=256, layers=2, heads=2,
+                             block="64", extra=("--timestep-buckets", 2, "--keep-last"))
+        rc, err = self.paro_export(plan, os.path.join(self.dir, "via_paro"))
+        self.assertEqual(rc, 0, err)
+        self.assertIn("wrote", err)  # the script's report, on stderr: stdout is for results
+        rc, err, direct = self.export(plan)
+        self.assertEqual(rc, 0, err)
+        for name in ("permute_plan.pth", "sparse_plan.pth"):
+            with open(os.path.join(self.dir, "via_paro", name), "rb") as f:
+                ours = f.read()
+            with open(os.path.join(direct, name), "rb") as f:
+                theirs = f.read()
+            self.assertEqual(ours, theirs, name)
+        permute, sparse = self.load(os.path.join(self.dir, "via_paro"))
+        want_p, want_s = self.load(direct)
+        for got, want in ((permute, want_p), (sparse, want_s)):
+            self.assertEqual(set(got), set(want))
+            for k in got:
+                self.assertTrue(torch.equal(got[k], want[k]), k)
+        # --keep-last: what their loader makes of the files is paro's masks,
+        # exactly, and dense_rate is paro's density
+        doc = paro_plan.load(plan, numpy=True)
+        self.assertTrue(doc["target"]["keep_last"])
+        mine = np.stack(doc["masks"], axis=1)
+        B, L, H, nq, _ = mine.shape
+        padded = torch.ones(B, L, H, nq, nq, dtype=torch.bool)
+        padded[..., 4:, 4:] = sparse["sparse"]
+        padded[..., -1, :] = True
+        padded[..., :, -1] = True
+        self.assertTrue(np.array_equal(padded.numpy(), mine))
+        density = np.zeros((B, L, H))
+        for h in doc["heads"]:
+            density[:, doc["layers"].index(h["layer"]), h["head"]] = h["density"]
+        self.assertTrue(np.allclose(sparse["dense_rate"].numpy(), density, atol=1e-7))
+
+    def test_paro_export_exit_status(self):
+        plan = pb.synth_plan(self.dir, "cap", "p32", grid="2x8x16", text=256, layers=1, heads=2,
+                             block="32")
+        out = os.path.join(self.dir, "out")
+        # the plan does not fit: the script's exit 2 and message
+        rc, err = self.paro_export(plan, out)
+        self.assertEqual(rc, 2, err)
+        self.assertIn("64x64 blocks", err)
+        self.assertFalse(os.path.exists(os.path.join(out, "sparse_plan.pth")))
+        # --text-blocks reaches the script
+        plan64 = pb.synth_plan(self.dir, "cap", "p64", block="64")
+        rc, err = self.paro_export(plan64, out, "--text-blocks", 3)
+        self.assertEqual(rc, 2, err)
+        self.assertIn("pads 3", err)
+        # no interpreter there: exit 1, saying what to set
+        rc, err = self.paro_export(plan64, out, python=os.path.join(self.dir, "no-python"))
+        self.assertEqual(rc, 1, err)
+        self.assertIn("PARO_PYTHON", err)
+        self.assertEqual(len(err.strip().splitlines()), 1, err)
+        # a Python without torch (-S: no site packages): exit 1, one line
+        bare = os.path.join(self.dir, "bare-python")
+        with open(bare, "w") as f:
+            f.write('#!/bin/sh\nexec "%s" -S "$@"\n' % sys.executable)
+        os.chmod(bare, 0o755)
+        rc, err = self.paro_export(plan64, out, python=bare)
+        self.assertEqual(rc, 1, err)
+        self.assertIn("needs torch", err)
+        self.assertEqual(len(err.strip().splitlines()), 1, err)
+        # a damaged plan: paro's reader says where, exit 3
+        bad = os.path.join(self.dir, "bad.paro")
+        with open(plan64, "rb") as f:
+            data = bytearray(f.read())
+        data[100] ^= 1
+        with open(bad, "wb") as f:
+            f.write(data)
+        rc, err = self.paro_export(bad, out)
+        self.assertEqual(rc, 3, err)
+        self.assertRegex(err, r"at byte \d+")
+        self.assertFalse(os.path.exists(os.path.join(out, "sparse_plan.pth")))
 
     def test_cogvideox_shape(self):
         # built from the spec (calibrating 17,776 tokens on a CPU takes minutes)

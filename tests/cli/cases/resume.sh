@@ -49,3 +49,11 @@ $PARO calibrate -m cap/manifest.json -o part.paro --block 16 -j 1 --tile-mass --
 echo "exit $?"
 set -e
 grep -q "other inputs or settings" err.txt && echo "refused"
+# --keep-last is in the plan's settings: a journal made without it is refused
+rm -f part.paro part.paro.journal
+interrupt
+set +e
+$PARO calibrate -m cap/manifest.json -o part.paro --block 16 -j 1 --keep-last --resume 2>err.txt
+echo "exit $?"
+set -e
+grep -q "other inputs or settings" err.txt && echo "keep-last: refused"
