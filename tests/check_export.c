@@ -503,23 +503,6 @@ END_TEST
 
 /* ---- ZIP ---- */
 
-typedef struct membuf {
-    uint8_t *p;
-    size_t len, cap;
-} membuf;
-
-static paro_err mem_sink(void *user, const void *buf, size_t n, paro_errinfo *ei)
-{
-    (void)ei;
-    membuf *m = user;
-    if (m->len + n > m->cap) {
-        m->cap = 2 * (m->len + n);
-        m->p = realloc(m->p, m->cap);
-    }
-    memcpy(m->p + m->len, buf, n);
-    m->len += n;
-    return PARO_OK;
-}
 
 /* A member of `size` bytes: byte i is (i * 7 + i / 300) & 0xff. */
 static paro_err pattern_source(void *user, uint64_t offset, uint8_t *buf, size_t n,
@@ -549,7 +532,7 @@ static uint64_t le64(const uint8_t *p)
 
 /* Reads the archive back from its central directory, as unzip does, and
  * checks each member against pattern_source. */
-static void check_zip(const membuf *m, const char *const *names, const uint64_t *sizes,
+static void check_zip(const tu_membuf *m, const char *const *names, const uint64_t *sizes,
                       const int *methods, size_t n, int zip64)
 {
     const uint8_t *end = m->p + m->len - 22;
@@ -621,11 +604,11 @@ START_TEST(test_zip)
     const uint64_t sizes[4] = {1000, 5000, 0, 3u << 20};
     const int methods[4] = {PARO_ZIP_STORE, PARO_ZIP_DEFLATE, PARO_ZIP_DEFLATE, PARO_ZIP_DEFLATE};
     for (int zip64 = 0; zip64 < 2; zip64++) {
-        membuf m = {0};
+        tu_membuf m = {0};
         paro_zip *z = NULL;
         paro_errinfo ei;
         paro_errinfo_clear(&ei);
-        ck_assert_int_eq(paro_zip_open(&z, mem_sink, &m, zip64 ? 0 : UINT64_MAX, &ei), PARO_OK);
+        ck_assert_int_eq(paro_zip_open(&z, tu_mem_sink, &m, zip64 ? 0 : UINT64_MAX, &ei), PARO_OK);
         for (int i = 0; i < 4; i++)
             ck_assert_int_eq(
                 paro_zip_add(z, names[i], sizes[i], methods[i], pattern_source, NULL, &ei),
@@ -636,10 +619,10 @@ START_TEST(test_zip)
         free(m.p);
     }
     paro_zip *z = NULL;
-    membuf m = {0};
+    tu_membuf m = {0};
     paro_errinfo ei;
     paro_errinfo_clear(&ei);
-    ck_assert_int_eq(paro_zip_open(&z, mem_sink, &m, UINT64_MAX, &ei), PARO_OK);
+    ck_assert_int_eq(paro_zip_open(&z, tu_mem_sink, &m, UINT64_MAX, &ei), PARO_OK);
     ck_assert_int_eq(paro_zip_add(z, "", 1, PARO_ZIP_STORE, pattern_source, NULL, &ei),
                      PARO_ERR_USAGE);
     paro_errinfo_clear(&ei);

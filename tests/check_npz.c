@@ -158,23 +158,6 @@ END_TEST
 
 /* ---- ZIP ---- */
 
-typedef struct membuf {
-    unsigned char *p;
-    size_t len, cap;
-} membuf;
-
-static paro_err mem_sink(void *user, const void *buf, size_t n, paro_errinfo *ei)
-{
-    (void)ei;
-    membuf *m = user;
-    if (m->len + n > m->cap) {
-        m->cap = 2 * (m->len + n);
-        m->p = realloc(m->p, m->cap);
-    }
-    memcpy(m->p + m->len, buf, n);
-    m->len += n;
-    return PARO_OK;
-}
 
 static paro_err pattern(void *user, uint64_t offset, uint8_t *buf, size_t n, paro_errinfo *ei)
 {
@@ -187,13 +170,13 @@ static paro_err pattern(void *user, uint64_t offset, uint8_t *buf, size_t n, par
 static const char *const names[3] = {"a.npy", "b.npy", "empty.npy"};
 static const uint64_t sizes[3] = {1000, 300000, 0};
 
-static membuf make_zip(uint64_t zip64_from, int method)
+static tu_membuf make_zip(uint64_t zip64_from, int method)
 {
-    membuf m = {0};
+    tu_membuf m = {0};
     paro_zip *z = NULL;
     paro_errinfo ei;
     paro_errinfo_clear(&ei);
-    ck_assert_int_eq(paro_zip_open(&z, mem_sink, &m, zip64_from, &ei), PARO_OK);
+    ck_assert_int_eq(paro_zip_open(&z, tu_mem_sink, &m, zip64_from, &ei), PARO_OK);
     for (int i = 0; i < 3; i++)
         ck_assert_int_eq(paro_zip_add(z, names[i], sizes[i], i == 0 ? PARO_ZIP_STORE : method,
                                       pattern, i == 1 ? (void *)1 : NULL, &ei),
@@ -203,7 +186,7 @@ static membuf make_zip(uint64_t zip64_from, int method)
     return m;
 }
 
-static paro_err open_bytes(const char *dir, const membuf *m, paro_unzip **z, paro_errinfo *ei)
+static paro_err open_bytes(const char *dir, const tu_membuf *m, paro_unzip **z, paro_errinfo *ei)
 {
     char *path = tu_path(dir, "t.npz");
     tu_write_file(path, m->p, m->len);
@@ -218,7 +201,7 @@ START_TEST(zip_round_trip)
     char *dir = tu_mkdtemp();
     for (int zip64 = 0; zip64 < 2; zip64++)
         for (int method = 0; method <= 8; method += 8) {
-            membuf m = make_zip(zip64 ? 0 : UINT64_MAX, method);
+            tu_membuf m = make_zip(zip64 ? 0 : UINT64_MAX, method);
             paro_unzip *z;
             paro_errinfo ei;
             ck_assert_msg(open_bytes(dir, &m, &z, &ei) == PARO_OK, "%s", ei.msg);
@@ -257,7 +240,7 @@ static void put32(unsigned char *p, uint32_t v)
 }
 
 /* Offset of the central entry of member i (archives without ZIP64). */
-static size_t central_entry(const membuf *m, int i)
+static size_t central_entry(const tu_membuf *m, int i)
 {
     size_t end = m->len - 22, at = get32(m->p + end + 16);
     for (int k = 0; k < i; k++)
@@ -272,9 +255,9 @@ START_TEST(zip_damage_is_caught)
     paro_unzip *z;
     paro_errinfo ei;
     static unsigned char buf[300016];
-    membuf m = make_zip(UINT64_MAX, 8);
+    tu_membuf m = make_zip(UINT64_MAX, 8);
     /* declared smaller than what the stream inflates to: a bomb */
-    membuf b = {malloc(m.len), m.len, m.len};
+    tu_membuf b = {malloc(m.len), m.len, m.len};
     memcpy(b.p, m.p, m.len);
     put32(b.p + central_entry(&b, 1) + 24, 1000);
     ck_assert_int_eq(open_bytes(dir, &b, &z, &ei), PARO_OK);
@@ -323,7 +306,7 @@ START_TEST(zip_damage_is_caught)
     ck_assert_int_eq(open_bytes(dir, &b, &z, &ei), PARO_ERR_FORMAT);
     ck_assert_ptr_nonnull(strstr(ei.msg, "two members named 'a.npy'"));
     for (size_t cut = 0; cut < m.len; cut += (cut < 64 || m.len - cut < 200) ? 1 : 997) {
-        membuf t = {m.p, cut, cut};
+        tu_membuf t = {m.p, cut, cut};
         paro_err rc = open_bytes(dir, &t, &z, &ei);
         if (rc == PARO_OK) { /* only a cut inside data can open; the data then fails */
             int bad = 0;

@@ -104,3 +104,17 @@ int tu_run_suite(Suite *s)
     srunner_free(sr);
     return failed == 0 ? 0 : 1;
 }
+
+paro_err tu_mem_sink(void *user, const void *buf, size_t n, paro_errinfo *ei)
+{
+    (void)ei;
+    tu_membuf *m = user;
+    if (m->len + n > m->cap) {
+        m->cap = 2 * (m->len + n);
+        m->p = realloc(m->p, m->cap);
+        ck_assert_ptr_nonnull(m->p);
+    }
+    memcpy(m->p + m->len, buf, n);
+    m->len += n;
+    return PARO_OK;
+}

@@ -6,6 +6,8 @@
 #include <stddef.h> /* size_t */
 #include <stdint.h> /* uint64_t */
 
+#include "error.h" /* paro_err, paro_errinfo */
+
 /* A fresh folder under $TMPDIR (or /tmp), removed by tu_rmtree. */
 char *tu_mkdtemp(void);
 void tu_rmtree(const char *dir);
@@ -25,5 +27,13 @@ double tu_normal(uint64_t *state);
 
 /* Runs one suite (fork mode unless CK_FORK=no) and returns the exit status. */
 int tu_run_suite(Suite *s);
+
+/* A growing memory buffer, and a sink (paro_zip_sink's shape) appending to
+ * one: for writers that stream their output. */
+typedef struct tu_membuf {
+    unsigned char *p;
+    size_t len, cap;
+} tu_membuf;
+paro_err tu_mem_sink(void *user, const void *buf, size_t n, paro_errinfo *ei);
 
 #endif
