@@ -315,7 +315,7 @@ def npy_folder_cases(sample):
 
     k0 = "layers.0.k.npy"
     return {
-        "empty_folder": {},
+        "empty_folder": {"notes.txt": b"no arrays here\n"},  # git keeps no empty folders
         "cut_in_data": with_(k0, npy_bytes(shape, payload=data)[:-3]),
         "cut_in_header": with_(k0, npy_bytes(shape, payload=data)[:9]),
         "empty_file": with_(k0, b""),
