@@ -88,6 +88,32 @@ static char *find_script(char *exe_dir, size_t size)
     return NULL;
 }
 
+/* 0 when program (a path, or a name looked up in PATH as execvp does) is
+ * an executable file, else an errno.  Checked before spawning because where
+ * posix_spawn is emulated with fork (valgrind, some libcs) a missing program
+ * shows only as the child's exit status 127. */
+static int runnable(const char *program)
+{
+    if (strchr(program, '/'))
+        return access(program, X_OK) == 0 ? 0 : errno;
+    const char *path = getenv("PATH");
+    if (!path || !*path)
+        path = "/usr/local/bin:/usr/bin:/bin";
+    int found = ENOENT;
+    for (const char *dir = path; found && dir;) {
+        const char *end = strchr(dir, ':');
+        size_t len = end ? (size_t)(end - dir) : strlen(dir);
+        char full[PATH_MAX];
+        int n = snprintf(full, sizeof full, "%.*s%s%s", (int)len, dir, len ? "/" : "", program);
+        struct stat st;
+        if (n > 0 && (size_t)n < sizeof full && stat(full, &st) == 0 && S_ISREG(st.st_mode) &&
+            access(full, X_OK) == 0)
+            found = 0;
+        dir = end ? end + 1 : NULL;
+    }
+    return found;
+}
+
 /* Runs PYTHON -B SCRIPT PLAN -o DIR [--text-blocks N] and returns its exit
  * status: 0 written, 1 no torch or numpy or a write failed, 2 the plan does
  * not fit that runtime, 3 a bad plan (the script prints the one-line
@@ -115,6 +141,8 @@ static int run_paroattn(const char *plan, const char *dir, const char *text_bloc
                  ? posix_spawn_file_actions_adddup2(&fa, STDERR_FILENO, STDOUT_FILENO)
                  : posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
     pid_t pid = 0;
+    if (rc == 0)
+        rc = runnable(python);
     if (rc == 0)
         rc = posix_spawnp(&pid, python, &fa, NULL, args, environ);
     posix_spawn_file_actions_destroy(&fa);
