@@ -65,17 +65,6 @@ static void problem_ei(report *r, const paro_errinfo *ei)
     problem(r, ei->file, msg);
 }
 
-static const char *shape_text(char *buf, size_t size, const paro_tensor *t)
-{
-    size_t used = (size_t)snprintf(buf, size, "[");
-    for (uint32_t i = 0; i < t->ndim && used < size; i++)
-        used += (size_t)snprintf(buf + used, size - used, "%s%llu", i ? ", " : "",
-                                 (unsigned long long)t->shape[i]);
-    if (used < size)
-        snprintf(buf + used, size - used, "]");
-    return buf;
-}
-
 /* Is name one of the manifest's Q/K/V tensors (whose values runs read)? */
 static int read_by_runs(const paro_manifest *m, const char *name)
 {
@@ -140,7 +129,7 @@ static void list_file(report *r, paro_tensor_file *tf, const char *path, const p
             have_stats = 1;
         }
         char shape[200];
-        shape_text(shape, sizeof shape, t);
+        paro_shape_text(shape, sizeof shape, t->shape, t->ndim);
         if (r->json) {
             cJSON *o = cJSON_CreateObject();
             cJSON_AddStringToObject(o, "name", name);

@@ -58,3 +58,18 @@ const char *paro_errinfo_format(const paro_errinfo *ei, char *buf, size_t size)
         snprintf(buf, size, "%s", msg);
     return buf;
 }
+
+const char *paro_shape_text(char *buf, size_t size, const uint64_t *shape, uint32_t ndim)
+{
+    size_t used = 0;
+    buf[0] = 0;
+    for (uint32_t i = 0; i <= ndim && used < size; i++) {
+        int w = i < ndim ? snprintf(buf + used, size - used, "%s%llu", i ? ", " : "[",
+                                    (unsigned long long)shape[i])
+                         : snprintf(buf + used, size - used, "%s]", ndim ? "" : "[");
+        if (w < 0)
+            break;
+        used += (size_t)w;
+    }
+    return buf;
+}

@@ -62,6 +62,10 @@ void paro_errinfo_clear(paro_errinfo *ei);
 /* Formats the full message: "FILE: MSG (at byte N)" or "MSG"; returns buf. */
 const char *paro_errinfo_format(const paro_errinfo *ei, char *buf, size_t size);
 
+/* A tensor shape for messages: "[8, 984, 64]", "[]" for a scalar; cut to
+ * fit buf (200 bytes hold 8 dimensions of 20 digits).  Returns buf. */
+const char *paro_shape_text(char *buf, size_t size, const uint64_t *shape, uint32_t ndim);
+
 /* Checked size arithmetic: return 0 on overflow (and leave *out undefined). */
 static inline int paro_mul_ok(uint64_t a, uint64_t b, uint64_t *out)
 {

@@ -673,17 +673,6 @@ int paro_sample_has(paro_sample_file *sf, paro_kind kind, uint32_t layer)
     return rc == PARO_OK && t != NULL;
 }
 
-/* "1, 17776, 48, 64" for messages; at most 8 dims of up to 2^64 fit in 200. */
-static const char *shape_text(char *buf, size_t size, const uint64_t *shape, uint32_t ndim)
-{
-    size_t used = 0;
-    buf[0] = 0;
-    for (uint32_t i = 0; i < ndim && used < size; i++)
-        used += (size_t)snprintf(buf + used, size - used, "%s%llu", i ? ", " : "",
-                                 (unsigned long long)shape[i]);
-    return buf;
-}
-
 paro_err paro_sample_check_tensor(const paro_manifest *m, const paro_tensor *t,
                                   paro_errinfo *ei)
 {
@@ -714,9 +703,9 @@ paro_err paro_sample_check_tensor(const paro_manifest *m, const paro_tensor *t,
     uint32_t ndim = dims == t->shape ? t->ndim : 3;
     if (ndim != 3 || dims[0] != expect[0] || dims[1] != expect[1] || dims[2] != expect[2])
         return paro_error(ei, PARO_ERR_FORMAT, t->where, PARO_NO_OFFSET,
-                          "tensor '%s' has shape [%s]; the manifest wants [%s] (%s)",
-                          shown, shape_text(have, sizeof have, t->shape, t->ndim),
-                          shape_text(want, sizeof want, expect, 3),
+                          "tensor '%s' has shape %s; the manifest wants %s (%s)",
+                          shown, paro_shape_text(have, sizeof have, t->shape, t->ndim),
+                          paro_shape_text(want, sizeof want, expect, 3),
                           m->layout == PARO_LAYOUT_HND ? "HND" : "NHD");
     return PARO_OK;
 }

@@ -100,22 +100,6 @@ static uint64_t load_u64le(const unsigned char *p)
     return v;
 }
 
-/* "[8, 984, 64]" for messages. */
-static const char *fmt_shape(char *buf, size_t size, const uint64_t *shape, uint32_t ndim)
-{
-    size_t used = 0;
-    buf[0] = 0;
-    for (uint32_t i = 0; i <= ndim && used < size; i++) {
-        int w = i < ndim ? snprintf(buf + used, size - used, "%s%llu", i ? ", " : "[",
-                                    (unsigned long long)shape[i])
-                         : snprintf(buf + used, size - used, "%s]", ndim ? "" : "[");
-        if (w < 0)
-            break;
-        used += (size_t)w;
-    }
-    return buf;
-}
-
 void paro_st_close(paro_st_file *f)
 {
     if (!f)
@@ -231,11 +215,11 @@ static paro_err parse_entry(const paro_json_ctx *cx, const cJSON *entry, paro_st
         if (!paro_mul_ok(count, t->shape[i], &count))
             return paro_error(cx->ei, PARO_ERR_FORMAT, cx->file, cx->offset,
                               "tensor '%s' has shape %s, whose element count overflows 64 bits",
-                              path, fmt_shape(shp, sizeof shp, t->shape, t->ndim));
+                              path, paro_shape_text(shp, sizeof shp, t->shape, t->ndim));
     if (!paro_mul_ok(count, dt->bits, &nbits))
         return paro_error(cx->ei, PARO_ERR_FORMAT, cx->file, cx->offset,
                           "tensor '%s' has shape %s of %s, whose size overflows 64 bits", path,
-                          fmt_shape(shp, sizeof shp, t->shape, t->ndim), dt->name);
+                          paro_shape_text(shp, sizeof shp, t->shape, t->ndim), dt->name);
     if (nbits % 8 != 0)
         return paro_error(cx->ei, PARO_ERR_FORMAT, cx->file, cx->offset,
                           "tensor '%s' has %llu elements of %u bits, not a whole number of bytes",
@@ -245,7 +229,7 @@ static paro_err parse_entry(const paro_json_ctx *cx, const cJSON *entry, paro_st
         return paro_error(cx->ei, PARO_ERR_FORMAT, cx->file, cx->offset,
                           "tensor '%s' has shape %s of %s (%llu bytes) but data_offsets "
                           "[%llu, %llu] span %llu bytes",
-                          path, fmt_shape(shp, sizeof shp, t->shape, t->ndim), dt->name,
+                          path, paro_shape_text(shp, sizeof shp, t->shape, t->ndim), dt->name,
                           (unsigned long long)t->nbytes, (unsigned long long)offs[0],
                           (unsigned long long)offs[1], (unsigned long long)(offs[1] - offs[0]));
     *begin = offs[0];
