@@ -130,13 +130,12 @@ static void classify_descr(paro_npy_header *h, paro_dtype raw16)
     if (d[1] == 'U')
         size *= 4; /* UCS-4 characters */
     h->itemsize = size;
-    int little = d[0] == '<' || d[0] == '=' || (d[0] == '|' && size == 1);
     if (!strcmp(d, "<f4") || !strcmp(d, "=f4"))
         h->dtype = PARO_DTYPE_F32;
     else if (!strcmp(d, "<f2") || !strcmp(d, "=f2"))
         h->dtype = PARO_DTYPE_F16;
     else if ((!strcmp(d + 1, "u2") || !strcmp(d + 1, "i2") || !strcmp(d + 1, "V2")) &&
-             (little || d[0] == '|'))
+             d[0] != '>') /* '<', '=' or '|' */
         h->dtype = raw16;
 }
 
@@ -148,13 +147,9 @@ paro_err paro_npy_parse(const unsigned char *buf, size_t avail, paro_dtype raw16
     memset(out, 0, sizeof *out);
     out->dtype = PARO_DTYPE_INVALID;
     *need = 0;
-    if (avail < 8) {
-        if (avail < sizeof magic && !memcmp(buf, magic, avail)) {
-            *need = PARO_NPY_PREFIX;
-            return PARO_OK;
-        }
-    }
-    if (avail < sizeof magic || memcmp(buf, magic, sizeof magic))
+    /* A prefix of the magic may just be short: ask for more. */
+    size_t have_magic = avail < sizeof magic ? avail : sizeof magic;
+    if (memcmp(buf, magic, have_magic))
         return paro_error(ei, PARO_ERR_FORMAT, path, base_offset,
                           "not a .npy array: it does not start with \"\\x93NUMPY\"");
     if (avail < 8) {
