@@ -48,6 +48,12 @@ typedef struct directory {
     uint64_t end; /* where the records after it start */
 } directory;
 
+static paro_err several_disks(const paro_unzip *z, uint64_t at, paro_errinfo *ei)
+{
+    return paro_error(ei, PARO_ERR_FORMAT, z->path, at,
+                      "the archive spans several disks; paro reads one-file archives");
+}
+
 static paro_err find_directory(const paro_unzip *z, directory *dir, paro_errinfo *ei)
 {
     const unsigned char *p = z->map.data;
@@ -70,10 +76,10 @@ static paro_err find_directory(const paro_unzip *z, directory *dir, paro_errinfo
         return paro_error(ei, PARO_ERR_FORMAT, z->path, size,
                           "no ZIP end record: not an .npz (ZIP) file, or a truncated one");
     const unsigned char *e = p + end_at;
-    if (u16at(e + 4) != 0 || u16at(e + 6) != 0 || u16at(e + 8) != u16at(e + 10))
-        if (u16at(e + 4) != 0xffff)
-            return paro_error(ei, PARO_ERR_FORMAT, z->path, end_at,
-                              "the archive spans several disks; paro reads one-file archives");
+    /* disk numbers 0 and all entries on this disk, unless deferred to ZIP64 */
+    if (u16at(e + 4) != 0xffff &&
+        (u16at(e + 4) != 0 || u16at(e + 6) != 0 || u16at(e + 8) != u16at(e + 10)))
+        return several_disks(z, end_at, ei);
     dir->count = u16at(e + 10);
     dir->size = u32at(e + 12);
     dir->offset = u32at(e + 16);
@@ -82,8 +88,7 @@ static paro_err find_directory(const paro_unzip *z, directory *dir, paro_errinfo
         const unsigned char *loc = p + end_at - LOCATOR64_BYTES;
         uint64_t at = u64at(loc + 8);
         if (u32at(loc + 4) != 0 || u32at(loc + 16) != 1)
-            return paro_error(ei, PARO_ERR_FORMAT, z->path, end_at - LOCATOR64_BYTES,
-                              "the archive spans several disks; paro reads one-file archives");
+            return several_disks(z, end_at - LOCATOR64_BYTES, ei);
         if (at > end_at - LOCATOR64_BYTES || end_at - LOCATOR64_BYTES - at < END64_BYTES ||
             u32at(p + at) != SIG_END64)
             return paro_error(ei, PARO_ERR_FORMAT, z->path, end_at - LOCATOR64_BYTES,
@@ -91,8 +96,7 @@ static paro_err find_directory(const paro_unzip *z, directory *dir, paro_errinfo
                               (unsigned long long)at);
         const unsigned char *e64 = p + at;
         if (u32at(e64 + 16) != 0 || u32at(e64 + 20) != 0 || u64at(e64 + 24) != u64at(e64 + 32))
-            return paro_error(ei, PARO_ERR_FORMAT, z->path, at,
-                              "the archive spans several disks; paro reads one-file archives");
+            return several_disks(z, at, ei);
         dir->count = u64at(e64 + 32);
         dir->size = u64at(e64 + 40);
         dir->offset = u64at(e64 + 48);
