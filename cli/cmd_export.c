@@ -6,7 +6,7 @@
 #include <fcntl.h>     /* O_WRONLY */
 #include <limits.h>    /* PATH_MAX */
 #include <signal.h>    /* SIGINT, SIGTERM */
-#include <spawn.h>     /* posix_spawnp, posix_spawn_file_actions_* */
+#include <spawn.h>     /* posix_spawn, posix_spawn_file_actions_* */
 #include <stdio.h>     /* printf, snprintf */
 #include <stdlib.h>    /* getenv, realpath, free */
 #include <string.h>    /* strcmp, strrchr, strerror */
@@ -88,30 +88,31 @@ static char *find_script(char *exe_dir, size_t size)
     return NULL;
 }
 
-/* 0 when program (a path, or a name looked up in PATH as execvp does) is
- * an executable file, else an errno.  Checked before spawning because where
- * posix_spawn is emulated with fork (valgrind, some libcs) a missing program
- * shows only as the child's exit status 127. */
-static int runnable(const char *program)
+/* Finds program as execvp would (a path as it is, a bare name in PATH) and
+ * writes the file to run into full; 0, or an errno when there is none.
+ * Looked up here, and spawned by path, because where posix_spawn is
+ * emulated with fork (valgrind, some libcs) a missing program shows only
+ * as the child's exit status 127. */
+static int find_program(const char *program, char *full, size_t size)
 {
-    if (strchr(program, '/'))
+    if (strchr(program, '/')) {
+        snprintf(full, size, "%s", program);
         return access(program, X_OK) == 0 ? 0 : errno;
+    }
     const char *path = getenv("PATH");
     if (!path || !*path)
         path = "/usr/local/bin:/usr/bin:/bin";
-    int found = ENOENT;
-    for (const char *dir = path; found && dir;) {
+    for (const char *dir = path; dir;) {
         const char *end = strchr(dir, ':');
         size_t len = end ? (size_t)(end - dir) : strlen(dir);
-        char full[PATH_MAX];
-        int n = snprintf(full, sizeof full, "%.*s%s%s", (int)len, dir, len ? "/" : "", program);
+        int n = snprintf(full, size, "%.*s%s%s", (int)len, dir, len ? "/" : "", program);
         struct stat st;
-        if (n > 0 && (size_t)n < sizeof full && stat(full, &st) == 0 && S_ISREG(st.st_mode) &&
+        if (n > 0 && (size_t)n < size && stat(full, &st) == 0 && S_ISREG(st.st_mode) &&
             access(full, X_OK) == 0)
-            found = 0;
+            return 0;
         dir = end ? end + 1 : NULL;
     }
-    return found;
+    return ENOENT;
 }
 
 /* Runs PYTHON -B SCRIPT PLAN -o DIR [--text-blocks N] and returns its exit
@@ -141,10 +142,11 @@ static int run_paroattn(const char *plan, const char *dir, const char *text_bloc
                  ? posix_spawn_file_actions_adddup2(&fa, STDERR_FILENO, STDOUT_FILENO)
                  : posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
     pid_t pid = 0;
+    char program[PATH_MAX];
     if (rc == 0)
-        rc = runnable(python);
+        rc = find_program(python, program, sizeof program);
     if (rc == 0)
-        rc = posix_spawnp(&pid, python, &fa, NULL, args, environ);
+        rc = posix_spawn(&pid, program, &fa, NULL, args, environ);
     posix_spawn_file_actions_destroy(&fa);
     if (rc != 0) {
         cli_error("cannot run %s: %s; writing .pth files needs Python 3 with torch and numpy "
