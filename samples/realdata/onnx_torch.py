@@ -26,7 +26,12 @@ import torch
 import torch.nn.functional as F
 from onnx import numpy_helper
 
-__all__ = ["Graph", "find_attention"]
+__all__ = ["Graph", "find_attention", "UnsupportedModel"]
+
+
+class UnsupportedModel(ValueError):
+    """The graph uses an operator (or an operator form) outside the subset
+    this interpreter covers, the one of the PP-OCRv4 recognizer."""
 
 # ONNX TensorProto data types that appear in Cast nodes.
 _CAST = {
@@ -80,7 +85,7 @@ def _batch_norm(i, a):
 def _average_pool(i, a):
     sym, asym = _pads_2d(a.get("pads", [0, 0, 0, 0]))
     if asym is not None:
-        raise NotImplementedError("AveragePool with asymmetric pads")
+        raise UnsupportedModel("AveragePool with asymmetric pads is outside the subset covered")
     return F.avg_pool2d(i[0], a["kernel_shape"], a.get("strides", a["kernel_shape"]), sym,
                         count_include_pad=bool(a.get("count_include_pad", 0)))
 
@@ -183,7 +188,7 @@ class Graph:
                 self.constants[node.output[0]] = _tensor(attrs["value"])
                 continue
             if node.op_type not in _OPS:
-                raise NotImplementedError("ONNX operator %s (node %s) is not implemented"
+                raise UnsupportedModel("ONNX operator %s (node %s) is outside the subset covered"
                                           % (node.op_type, node.name or node.output[0]))
             self.nodes.append((node.op_type, list(node.input), list(node.output), attrs))
         inputs = [v.name for v in g.input if v.name not in self.weights]
