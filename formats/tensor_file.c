@@ -367,9 +367,8 @@ paro_err paro_tensor_file_find(paro_tensor_file *f, const char *name, const paro
     return rc;
 }
 
-static entry *entry_of(paro_tensor_file *f, const paro_tensor *t)
+static entry *entry_of(const paro_tensor *t)
 {
-    (void)f;
     return (entry *)((char *)t - offsetof(entry, info));
 }
 
@@ -398,7 +397,7 @@ static void evict(paro_tensor_file *f, const entry *keep)
 paro_err paro_tensor_file_acquire(paro_tensor_file *f, const paro_tensor *t,
                                   const unsigned char **data, paro_errinfo *ei)
 {
-    entry *e = entry_of(f, t);
+    entry *e = entry_of(t);
     *data = NULL;
     if (e->mapped) {
         if (e->member && !e->crc_checked) { /* stored member: check once */
@@ -466,7 +465,7 @@ paro_err paro_tensor_file_acquire(paro_tensor_file *f, const paro_tensor *t,
 
 void paro_tensor_file_release(paro_tensor_file *f, const paro_tensor *t)
 {
-    entry *e = entry_of(f, t);
+    entry *e = entry_of(t);
     if (e->mapped)
         return;
     pthread_mutex_lock(&f->lru);
