@@ -8,23 +8,29 @@
  * accumulators kept on the device:
  *
  *     ctx = paro_cuda_open(...)            once per run (one device)
- *     paro_cuda_layer_begin(ctx)           zero the accumulators
- *     for each sample:
- *         paro_cuda_next_buffers(ctx, &q, &k)   pinned host buffers to fill
- *         ... read the sample's Q and K into q, k ([heads][N][D] f32) ...
- *         paro_cuda_submit(ctx, bucket)    upload and queue; returns at once
- *     paro_cuda_layer_end(ctx, &mass, &peak)  wait and download the sums
+ *     for each layer:
+ *         paro_cuda_layer_begin(ctx)       zero the layer's accumulators
+ *         for each sample:
+ *             paro_cuda_next_buffers(ctx, &q, &k)   pinned host buffers to fill
+ *             ... read the sample's Q and K into q, k ([heads][N][D] f32,
+ *                 or bf16 through paro_cuda_next_buffers_bf16) ...
+ *             paro_cuda_submit(ctx, bucket)    upload and queue; returns at once
+ *         paro_cuda_layer_seal(ctx)        queue the download of the sums
+ *         paro_cuda_layer_end(ctx, &mass, &peak)  wait for the oldest sealed
+ *                                          layer and point at its sums
  *     paro_cuda_close(ctx)
  *
  * While the GPU works on one sample the host reads the next one into the
- * other pair of buffers.  All reductions run in a fixed order (no float
+ * other pair of buffers.  Two layers can be in flight: a sealed one whose
+ * sums are downloaded (and then scored on the host) while the next one's
+ * samples are computed.  All reductions run in a fixed order (no float
  * atomics), so results are the same run to run.
  */
 #ifndef PARO_KERNELS_H_e81b4d07
 #define PARO_KERNELS_H_e81b4d07
 
 #include <stddef.h> /* size_t */
-#include <stdint.h> /* uint32_t */
+#include <stdint.h> /* uint16_t, uint32_t */
 
 #include "error.h" /* paro_err, paro_errinfo */
 
@@ -51,6 +57,10 @@ typedef struct paro_cuda_geometry {
     const uint32_t *perms;   /* host: [n_slots][n_tokens], capture index at each position */
     uint32_t n_buckets;
     double scale;            /* softmax scale */
+    /* 0: the first order's tiles and the row statistics in one pass (the
+     * default); 1: a separate row-statistics pass first (the earlier
+     * design, kept to measure one against the other). */
+    int row_pass;
 } paro_cuda_geometry;
 
 /* Whether the kernels handle this geometry (block sizes 64 or 128 on each
@@ -68,19 +78,28 @@ paro_err paro_cuda_layer_begin(paro_cuda_ctx *ctx, paro_errinfo *ei);
 /* Pinned host buffers ([heads][N][D] f32 each) for the next sample; waits
  * until the GPU no longer needs them. */
 paro_err paro_cuda_next_buffers(paro_cuda_ctx *ctx, float **q, float **k, paro_errinfo *ei);
+/* The same as bf16 bit patterns ([heads][N][D] uint16 each): a sample that
+ * is exactly bf16 (a bf16 capture) goes to the GPU as it is, half the bytes
+ * and no conversion. */
+paro_err paro_cuda_next_buffers_bf16(paro_cuda_ctx *ctx, uint16_t **q, uint16_t **k,
+                                     paro_errinfo *ei);
 /* Queues the sample held in the buffers of the last next_buffers call. */
 paro_err paro_cuda_submit(paro_cuda_ctx *ctx, uint32_t bucket, paro_errinfo *ei);
-/* Waits for the queued work and points *mass ([n_buckets][heads][n_slots]
- * [nq*nk]) and *peak ([heads][n_slots][nq*nk], the layout of
- * paro_block_stats) at the layer's sums in host memory, valid until the
- * next layer_end or close. */
+/* Closes the open layer: its sums are downloaded once its kernels are done,
+ * beside the next layer's work.  Returns at once.  At most two layers may
+ * be sealed and not yet ended. */
+paro_err paro_cuda_layer_seal(paro_cuda_ctx *ctx, paro_errinfo *ei);
+/* Waits for the oldest sealed layer (sealing the open one first when none
+ * is) and points *mass ([n_buckets][heads][n_slots][nq*nk]) and *peak
+ * ([heads][n_slots][nq*nk], the layout of paro_block_stats) at its sums in
+ * host memory, valid until the next layer_begin or close. */
 paro_err paro_cuda_layer_end(paro_cuda_ctx *ctx, const float **mass, const float **peak,
                              paro_errinfo *ei);
 
 /* Device memory the context holds, in bytes (for benchmarks). */
 size_t paro_cuda_device_bytes(const paro_cuda_ctx *ctx);
-/* Milliseconds the GPU spent in the kernels of the last layer (events
- * around each sample's passes, summed). */
+/* Milliseconds the GPU spent in the kernels of the layer the last
+ * layer_end returned (events around each sample's passes, summed). */
 double paro_cuda_last_layer_ms(const paro_cuda_ctx *ctx);
 
 #ifdef __cplusplus

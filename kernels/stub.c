@@ -64,6 +64,20 @@ paro_err paro_cuda_next_buffers(paro_cuda_ctx *ctx, float **q, float **k, paro_e
     return no_cuda(ei);
 }
 
+paro_err paro_cuda_next_buffers_bf16(paro_cuda_ctx *ctx, uint16_t **q, uint16_t **k,
+                                     paro_errinfo *ei)
+{
+    (void)ctx;
+    *q = *k = NULL;
+    return no_cuda(ei);
+}
+
+paro_err paro_cuda_layer_seal(paro_cuda_ctx *ctx, paro_errinfo *ei)
+{
+    (void)ctx;
+    return no_cuda(ei);
+}
+
 paro_err paro_cuda_submit(paro_cuda_ctx *ctx, uint32_t bucket, paro_errinfo *ei)
 {
     (void)ctx;

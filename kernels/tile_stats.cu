@@ -1,20 +1,30 @@
 /* paro — tile statistics on the GPU: the CUDA counterpart of
  * paro_tile_stats_cpu (calib/tile_stats.c), which defines the results.
  *
- * Two passes per layer-sample, in the flash-attention style (S = Q K^T is
- * computed tile by tile with tensor cores and never stored):
- *   1. row_stats_kernel: for every query row, the row maximum of scale*QK^T
- *      and the sum of exp(s - max), with the online rescaling of flash
- *      attention, over the keys in capture order;
- *   2. tile_stats_kernel: for every distinct order (blockIdx.z), every head
- *      and query block of that order, loop over the key blocks of the order,
- *      gathering the rows of Q and K through the order's permutation, and
- *      reduce p = exp(s - max) / sum over each tile to its sum (mass) and
- *      maximum (peak).  One thread block owns a query block's row of tiles,
- *      so every tile is reduced by one block in a fixed order: no atomics,
- *      results identical run to run.  The block adds them into per-layer
- *      accumulators (sum over samples), so only the layer's totals ever
- *      leave the GPU.
+ * Per layer-sample, in the flash-attention style (S = Q K^T is computed
+ * tile by tile with tensor cores, kernels/mma.cuh, and never stored):
+ *   1. first_pass_kernel, for the first distinct order: every query row's
+ *      softmax statistics AND that order's tiles in one sweep over the keys.
+ *      A row's normaliser is known only once all its keys are seen, so each
+ *      (row, tile) leaves two numbers in a per-block scratch (log2 of the
+ *      row's sum over the tile, and the row's largest score in it); once
+ *      the sweep ends they are normalised and reduced over the rows.  The
+ *      running maximum is rescaled lazily (only when a score exceeds it by
+ *      kLazyRescale in log2 units), so the common step is a plain
+ *      exponential and add.  Persistent blocks take (head, query blocks)
+ *      items from a counter, so the scratch is one per resident block.
+ *   2. tile_stats_kernel, for every other distinct order (blockIdx.z): with
+ *      the row statistics known, p = exp(s - max) / sum is reduced over each
+ *      tile directly.  One thread block owns a query block's row of tiles.
+ * Every tile is reduced by one thread block in a fixed order: no atomics on
+ * the sums, results identical run to run.  Blocks add into per-layer
+ * accumulators (sum over samples), so only the layer's totals leave the GPU.
+ *
+ * row_stats_kernel + tile_stats_kernel over every order is the earlier
+ * design (a separate pass for the row statistics), kept selectable
+ * (paro_cuda_geometry.row_pass) so that the two can be measured against
+ * each other (tests/bench).
+ *
  * Inputs are bf16.  Captures that are not exactly bf16 (f16, f32) are split
  * into hi + lo bf16 parts and S is accumulated as hi*hi + hi*lo + lo*hi,
  * which keeps it within ~2^-16 relative of the f32 product.
@@ -28,258 +38,24 @@
 
 #include "cuda_check.h"
 #include "kernels.h"
+#include "mma.cuh"
 
 namespace {
 
+using namespace paro_mma;
+
 constexpr int kRowKeys = 64; /* keys per step of the row-statistics pass */
 constexpr size_t kChunkFloats = size_t(8) << 20; /* f32 upload staging: 32 MiB */
+/* The first pass keeps a row's exponentials relative to a running maximum
+ * that it raises only when a score exceeds it by this much (log2 units):
+ * values stay below 2^8, far from overflow, and the rescale (an exponential
+ * and a quad reduction) is rare after the first keys. */
+constexpr float kLazyRescale = 8.0f;
+/* The first pass's scratch (two floats per row and tile) is capped; with
+ * more tiles per row than fit, fewer blocks stay resident. */
+constexpr size_t kMaxScratchBytes = size_t(256) << 20;
 
-/* ---- PTX helpers ---------------------------------------------------- */
-
-__device__ __forceinline__ uint32_t smem_addr(const void *p)
-{
-    return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-
-__device__ __forceinline__ void cp_async16(uint32_t dst, const void *src, int src_bytes)
-{
-    /* src_bytes 0 fills the 16 bytes with zeros: rows past the sequence. */
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
-                 "r"(src_bytes));
-}
-
-__device__ __forceinline__ void cp_async_commit()
-{
-    asm volatile("cp.async.commit_group;\n" ::);
-}
-
-template <int N> __device__ __forceinline__ void cp_async_wait()
-{
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
-}
-
-__device__ __forceinline__ void ldmatrix_x4(uint32_t addr, uint32_t (&r)[4])
-{
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(addr));
-}
-
-__device__ __forceinline__ void mma_bf16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
-                                         uint32_t b1)
-{
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-                 "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-__device__ __forceinline__ float ex2(float x)
-{
-    float y;
-    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-    return y;
-}
-
-/* ---- shared-memory tiles ------------------------------------------------- */
-
-/* A tile is ROWS rows of D bf16 (D*2 bytes), in 16-byte chunks whose order
- * within a row is XOR-swizzled by the row so that ldmatrix's eight rows at
- * the same chunk fall in distinct banks. */
-template <int D> struct Tile {
-    static constexpr int kRowBytes = D * 2;
-    static constexpr int kChunks = D / 8;
-    __device__ static __forceinline__ int swizzle(int row, int chunk)
-    {
-        return kChunks >= 8 ? chunk ^ (row & 7) : chunk ^ ((row >> 1) & 3);
-    }
-    __device__ static __forceinline__ uint32_t at(uint32_t base, int row, int chunk)
-    {
-        return base + row * kRowBytes + swizzle(row, chunk) * 16;
-    }
-};
-
-/* Loads ROWS rows starting at sequence position pos0 (row r holds token
- * perm[pos0 + r], or pos0 + r when perm is null); positions >= n read as 0.
- * Threads split rows rather than chunks, so each looks up one token and
- * computes one address and swizzle per row, not per 16 bytes. */
-template <int D, int ROWS, int THREADS>
-__device__ __forceinline__ void load_rows(uint32_t smem, const __nv_bfloat16 *src,
-                                          const uint32_t *perm, int pos0, int n)
-{
-    constexpr int kChunks = Tile<D>::kChunks;
-    constexpr int kPerRow = THREADS >= ROWS ? THREADS / ROWS : 1; /* threads per row */
-    constexpr int kRowStep = THREADS / kPerRow;
-    constexpr int kMine = kChunks / kPerRow;                      /* chunks per thread */
-    static_assert(kChunks % kPerRow == 0, "threads per row must divide the chunks");
-    const int first = (threadIdx.x % kPerRow) * kMine;
-#pragma unroll
-    for (int row = threadIdx.x / kPerRow; row < ROWS; row += kRowStep) {
-        const int pos = pos0 + row;
-        const bool valid = pos < n;
-        const int token = valid ? (perm ? (int)__ldg(perm + pos) : pos) : 0;
-        const __nv_bfloat16 *from = src + (size_t)token * D;
-#pragma unroll
-        for (int i = 0; i < kMine; i++)
-            cp_async16(Tile<D>::at(smem, row, first + i), from + (first + i) * 8, valid ? 16 : 0);
-    }
-}
-
-/* Each warp owns 32 query rows (two m16 tiles), so every K fragment read
- * from shared memory feeds two mma: half the shared-memory traffic of 16
- * rows per warp, which is what bounded the first version. */
-constexpr int kWarpRows = 32;
-#ifndef PARO_CTA_ROWS
-#define PARO_CTA_ROWS 128
-#endif
-constexpr int kCtaRows = PARO_CTA_ROWS; /* query rows per thread block: four warps */
-/* Keys whose scores a warp holds at once in the tile pass: 32 keys x 32
- * rows is 32 registers, so four blocks fit per SM without spills. */
-#ifndef PARO_KEY_CHUNK
-#define PARO_KEY_CHUNK 32
-#endif
-constexpr int kKeyChunk = PARO_KEY_CHUNK;
-
-/* The warp's query rows as mma A operands.  Kept in registers for the whole
- * loop when they fit (bf16 inputs, d <= 64); otherwise read from shared
- * memory at each use. */
-/* Tuning knobs, measured in tests/bench/README.md (override with -D). */
-#ifndef PARO_TILE_MIN_BLOCKS
-#define PARO_TILE_MIN_BLOCKS 4 /* thread blocks per SM the register budget allows */
-#endif
-#ifndef PARO_Q_IN_REGS
-#define PARO_Q_IN_REGS 1       /* keep Q fragments in registers when they fit */
-#endif
-
-template <int D, bool SPLIT> struct QFrags {
-    static constexpr bool kInRegs = PARO_Q_IN_REGS && !SPLIT && D <= 64;
-    uint32_t a[kInRegs ? 2 : 1][kInRegs ? D / 16 : 1][4];
-
-    __device__ __forceinline__ void load(uint32_t s_q, int warp, int lane)
-    {
-        if constexpr (kInRegs) {
-#pragma unroll
-            for (int mt = 0; mt < 2; mt++)
-#pragma unroll
-                for (int kk = 0; kk < D / 16; kk++)
-                    ldmatrix_x4(Tile<D>::at(s_q, warp * kWarpRows + mt * 16 + (lane & 15),
-                                            kk * 2 + (lane >> 4)),
-                                a[mt][kk]);
-        }
-    }
-
-    __device__ __forceinline__ void get(uint32_t s_q, int warp, int lane, int mt, int kk,
-                                        uint32_t (&out)[4]) const
-    {
-        if constexpr (kInRegs) {
-#pragma unroll
-            for (int i = 0; i < 4; i++)
-                out[i] = a[mt][kk][i];
-        } else {
-            ldmatrix_x4(Tile<D>::at(s_q, warp * kWarpRows + mt * 16 + (lane & 15),
-                                    kk * 2 + (lane >> 4)),
-                        out);
-        }
-    }
-};
-
-/* S for one warp: its 32 query rows against the KEYS keys of the K tile that
- * start at row key0, in mma layout: s[mt][t][2*h + e] is query row
- * warp*32 + mt*16 + lane/4 + 8*h, key key0 + t*8 + 2*(lane%4) + e. */
-template <int D, bool SPLIT, int KEYS>
-__device__ __forceinline__ void warp_scores(float (&s)[2][KEYS / 8][4],
-                                            const QFrags<D, SPLIT> &qf, uint32_t s_q,
-                                            uint32_t s_q_lo, uint32_t s_k, uint32_t s_k_lo,
-                                            int key0, int warp, int lane)
-{
-#pragma unroll
-    for (int mt = 0; mt < 2; mt++)
-#pragma unroll
-        for (int t = 0; t < KEYS / 8; t++)
-            s[mt][t][0] = s[mt][t][1] = s[mt][t][2] = s[mt][t][3] = 0.f;
-#pragma unroll
-    for (int kk = 0; kk < D / 16; kk++) {
-        uint32_t a[2][4], a_lo[2][4];
-#pragma unroll
-        for (int mt = 0; mt < 2; mt++) {
-            qf.get(s_q, warp, lane, mt, kk, a[mt]);
-            if (SPLIT)
-                ldmatrix_x4(Tile<D>::at(s_q_lo, warp * kWarpRows + mt * 16 + (lane & 15),
-                                        kk * 2 + (lane >> 4)),
-                            a_lo[mt]);
-        }
-#pragma unroll
-        for (int np = 0; np < KEYS / 16; np++) {
-            const int b_row = key0 + np * 16 + (lane & 7) + ((lane >> 4) << 3);
-            const int b_chunk = kk * 2 + ((lane >> 3) & 1);
-            uint32_t b[4], b_lo[4];
-            ldmatrix_x4(Tile<D>::at(s_k, b_row, b_chunk), b);
-            if (SPLIT)
-                ldmatrix_x4(Tile<D>::at(s_k_lo, b_row, b_chunk), b_lo);
-#pragma unroll
-            for (int mt = 0; mt < 2; mt++) {
-                mma_bf16(s[mt][2 * np], a[mt], b[0], b[1]);
-                mma_bf16(s[mt][2 * np + 1], a[mt], b[2], b[3]);
-                if (SPLIT) {
-                    mma_bf16(s[mt][2 * np], a[mt], b_lo[0], b_lo[1]);
-                    mma_bf16(s[mt][2 * np + 1], a[mt], b_lo[2], b_lo[3]);
-                    mma_bf16(s[mt][2 * np], a_lo[mt], b[0], b[1]);
-                    mma_bf16(s[mt][2 * np + 1], a_lo[mt], b[2], b[3]);
-                }
-            }
-        }
-    }
-}
-
-/* Query row (within the block) of the thread's row slot r = 2*mt + h. */
-__device__ __forceinline__ int thread_row(int warp, int lane, int r)
-{
-    return warp * kWarpRows + (r >> 1) * 16 + (lane >> 2) + 8 * (r & 1);
-}
-
-/* Keys at or past n become -inf: only the last key tile has any. */
-template <int KEYS>
-__device__ __forceinline__ void mask_keys(float (&s)[2][KEYS / 8][4], int key0, int lane, int n)
-{
-    if (key0 + KEYS <= n)
-        return;
-#pragma unroll
-    for (int mt = 0; mt < 2; mt++)
-#pragma unroll
-        for (int t = 0; t < KEYS / 8; t++)
-#pragma unroll
-            for (int e = 0; e < 4; e++)
-                if (key0 + t * 8 + 2 * (lane & 3) + (e & 1) >= n)
-                    s[mt][t][e] = -INFINITY;
-}
-
-struct HeadInputs {
-    const __nv_bfloat16 *q, *k, *q_lo, *k_lo; /* [heads][n][D] */
-};
-
-/* Shared memory: Q (and Q lo), then two buffers of K (and K lo). */
-template <int D, int BQ, int BK, bool SPLIT> struct Smem {
-    static constexpr int kParts = SPLIT ? 2 : 1;
-    static constexpr int kQ = BQ * Tile<D>::kRowBytes, kK = BK * Tile<D>::kRowBytes;
-    static constexpr size_t kBytes = (size_t)kParts * (kQ + 2 * kK);
-    uint32_t q, q_lo, k0;
-    __device__ __forceinline__ explicit Smem(uint32_t base)
-        : q(base), q_lo(base + kQ), k0(base + kParts * kQ)
-    {
-    }
-    /* K buffer of tile b (and its lo part): arithmetic, not an array, so
-     * that a run-time index cannot put it in local memory. */
-    __device__ __forceinline__ uint32_t k(int b) const
-    {
-        return k0 + (uint32_t)(b & 1) * kParts * kK;
-    }
-    __device__ __forceinline__ uint32_t k_lo(int b) const
-    {
-        return k(b) + kK;
-    }
-};
-
-/* ---- pass 1: row statistics --------------------------------------------- */
+/* ---- pass 1 of the two-pass design: row statistics ------------------------ */
 
 struct RowArgs {
     HeadInputs in;
@@ -346,8 +122,7 @@ __global__ void __launch_bounds__(kCtaRows) row_stats_kernel(RowArgs args)
 #pragma unroll
             for (int t = 0; t < BK / 8; t++)
                 top = fmaxf(top, fmaxf(s[mt][t][2 * h], s[mt][t][2 * h + 1]));
-            top = fmaxf(top, __shfl_xor_sync(0xffffffffu, top, 1));
-            top = fmaxf(top, __shfl_xor_sync(0xffffffffu, top, 2));
+            top = quad_max(top);
             /* c > 0, so the largest s gives the largest s * c */
             const float m_new = fmaxf(m[r], top * c);
             float sum = 0.f;
@@ -362,8 +137,7 @@ __global__ void __launch_bounds__(kCtaRows) row_stats_kernel(RowArgs args)
     }
 #pragma unroll
     for (int r = 0; r < 4; r++) {
-        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
-        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+        l[r] = quad_sum(l[r]);
         const int pos = pos0 + thread_row(warp, lane, r);
         if ((lane & 3) == 0 && pos < n) {
             args.row_max[(size_t)head * n + pos] = m[r];
@@ -372,11 +146,12 @@ __global__ void __launch_bounds__(kCtaRows) row_stats_kernel(RowArgs args)
     }
 }
 
-/* ---- pass 2: tile mass and peak of every order ---------------------------- */
+/* ---- the tiles of an order whose row statistics are known ------------------ */
 
 struct TileArgs {
     HeadInputs in;
     int n, nq, nk, heads, n_slots;
+    int slot0;                 /* distinct order of blockIdx.z == 0 */
     float c;
     const uint32_t *perms;     /* [n_slots][n] */
     const float *row_max, *row_inv;
@@ -387,15 +162,16 @@ struct TileArgs {
 /* One block takes kCtaRows query rows: 128 / BQ query blocks of the order,
  * so the gathered K tiles are shared by four warps whatever the block size. */
 template <int D, int BQ, int BK, bool SPLIT>
-__global__ void __launch_bounds__(kCtaRows, PARO_TILE_MIN_BLOCKS * 128 / kCtaRows) tile_stats_kernel(TileArgs args)
+__global__ void __launch_bounds__(kCtaRows, PARO_TILE_MIN_BLOCKS * 128 / kCtaRows)
+    tile_stats_kernel(TileArgs args)
 {
-    constexpr int kWarps = kCtaRows / kWarpRows, kThreads = kCtaRows;
+    constexpr int kWarps = kCtaWarps, kThreads = kCtaRows;
     constexpr int kBlocks = kCtaRows / BQ;          /* query blocks per thread block */
     constexpr int kWarpsPerBlock = BQ / kWarpRows;
     extern __shared__ __align__(128) unsigned char smem[];
     __shared__ float red_sum[2][kWarps], red_max[2][kWarps];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int qblock0 = blockIdx.x * kBlocks, head = blockIdx.y, slot = blockIdx.z;
+    const int qblock0 = blockIdx.x * kBlocks, head = blockIdx.y, slot = args.slot0 + blockIdx.z;
     const int n = args.n, nk = args.nk;
     const size_t head_off = (size_t)head * n * D;
     const __nv_bfloat16 *q = args.in.q + head_off, *k = args.in.k + head_off;
@@ -438,9 +214,7 @@ __global__ void __launch_bounds__(kCtaRows, PARO_TILE_MIN_BLOCKS * 128 / kCtaRow
     const float c = args.c;
 
     for (int b = 0; b < nk; b++) {
-        /* One barrier a step: after it, tile b is in shared memory for
-         * everyone and every warp is done with tile b-1, whose buffer the
-         * load of tile b+1 then reuses while tile b is computed. */
+        /* One barrier a step, as in the row pass. */
         if (b > 0) {
             cp_async_wait<0>();
             __syncthreads();
@@ -462,7 +236,8 @@ __global__ void __launch_bounds__(kCtaRows, PARO_TILE_MIN_BLOCKS * 128 / kCtaRow
         }
         /* Row sums and maxima of 2^(s c - max), unnormalised: the row's 1/l
          * is applied once per tile. */
-        float sum[4] = {0.f, 0.f, 0.f, 0.f}, top[4] = {0.f, 0.f, 0.f, 0.f};
+        float sum[4] = {0.f, 0.f, 0.f, 0.f};
+        float top[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
 #pragma unroll
         for (int key0 = 0; key0 < BK; key0 += kKeyChunk) {
             float s[2][kKeyChunk / 8][4];
@@ -523,6 +298,186 @@ __global__ void __launch_bounds__(kCtaRows, PARO_TILE_MIN_BLOCKS * 128 / kCtaRow
     }
 }
 
+/* ---- the first order with its row statistics, in one sweep ------------------ */
+
+struct FirstArgs {
+    HeadInputs in;
+    int n, nq, nk, heads, n_slots;
+    int items_per_head;        /* thread-block items of one head: ceil(nq / blocks a CTA) */
+    float c;
+    const uint32_t *perm;      /* [n]: the first distinct order */
+    float *row_max, *row_inv;  /* [heads][n], written for the other orders' pass */
+    float *mass, *peak;        /* as TileArgs; this pass writes slot 0 */
+    float2 *scratch;           /* [gridDim.x][nk][kCtaRows]: (log2 row sum, max score * c) */
+    unsigned *next_item;       /* work counter, zero at launch */
+};
+
+template <int D, int BQ, int BK, bool SPLIT>
+__global__ void __launch_bounds__(kCtaRows, PARO_TILE_MIN_BLOCKS * 128 / kCtaRows)
+    first_pass_kernel(FirstArgs args)
+{
+    constexpr int kThreads = kCtaRows, kBlocks = kCtaRows / BQ;
+    extern __shared__ __align__(128) unsigned char smem[];
+    __shared__ float log_norm[kCtaRows]; /* per row: max + log2(sum); +inf past the end */
+    __shared__ int item_s;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int n = args.n, nk = args.nk;
+    const int items = args.heads * args.items_per_head;
+    const float c = args.c;
+    const uint32_t *perm = args.perm;
+    const Smem<D, kCtaRows, BK, SPLIT> sm(smem_addr(smem));
+    float2 *scratch = args.scratch + (size_t)blockIdx.x * nk * kCtaRows;
+    const size_t tiles = (size_t)args.nq * nk;
+
+    for (;;) {
+        if (threadIdx.x == 0)
+            item_s = (int)atomicAdd(args.next_item, 1u);
+        __syncthreads();
+        const int item = item_s;
+        if (item >= items)
+            break;
+        const int head = item / args.items_per_head;
+        const int qblock0 = (item % args.items_per_head) * kBlocks;
+        const size_t head_off = (size_t)head * n * D;
+        const __nv_bfloat16 *q = args.in.q + head_off, *k = args.in.k + head_off;
+        const __nv_bfloat16 *q_lo = SPLIT ? args.in.q_lo + head_off : nullptr;
+        const __nv_bfloat16 *k_lo = SPLIT ? args.in.k_lo + head_off : nullptr;
+
+        load_rows<D, kCtaRows, kThreads>(sm.q, q, perm, qblock0 * BQ, n);
+        if (SPLIT)
+            load_rows<D, kCtaRows, kThreads>(sm.q_lo, q_lo, perm, qblock0 * BQ, n);
+        load_rows<D, BK, kThreads>(sm.k(0), k, perm, 0, n);
+        if (SPLIT)
+            load_rows<D, BK, kThreads>(sm.k_lo(0), k_lo, perm, 0, n);
+        cp_async_commit();
+        cp_async_wait<0>();
+        __syncthreads();
+        QFrags<D, SPLIT> qf;
+        qf.load(sm.q, warp, lane);
+
+        /* Per row slot: the running maximum (quad-uniform) and this
+         * thread's share of the row sum relative to it. */
+        float m[4], l[4];
+#pragma unroll
+        for (int r = 0; r < 4; r++) {
+            m[r] = -INFINITY;
+            l[r] = 0.f;
+        }
+        for (int b = 0; b < nk; b++) {
+            if (b > 0) {
+                cp_async_wait<0>();
+                __syncthreads();
+            }
+            if (b + 1 < nk) {
+                load_rows<D, BK, kThreads>(sm.k(b + 1), k, perm, (b + 1) * BK, n);
+                if (SPLIT)
+                    load_rows<D, BK, kThreads>(sm.k_lo(b + 1), k_lo, perm, (b + 1) * BK, n);
+                cp_async_commit();
+            }
+            float u[4] = {0.f, 0.f, 0.f, 0.f};
+            float top[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
+#pragma unroll
+            for (int key0 = 0; key0 < BK; key0 += kKeyChunk) {
+                float s[2][kKeyChunk / 8][4];
+                warp_scores<D, SPLIT, kKeyChunk>(s, qf, sm.q, sm.q_lo, sm.k(b), sm.k_lo(b),
+                                                 key0, warp, lane);
+                mask_keys<kKeyChunk>(s, b * BK + key0, lane, n);
+                float cmax[4];
+                bool grow = false;
+#pragma unroll
+                for (int r = 0; r < 4; r++) {
+                    cmax[r] = -INFINITY;
+#pragma unroll
+                    for (int t = 0; t < kKeyChunk / 8; t++)
+                        cmax[r] = fmaxf(cmax[r], fmaxf(s[r >> 1][t][2 * (r & 1)],
+                                                       s[r >> 1][t][2 * (r & 1) + 1]));
+                    top[r] = fmaxf(top[r], cmax[r]);
+                    grow |= cmax[r] * c > m[r] + kLazyRescale;
+                }
+                /* Warp-uniform, so the shuffles inside see every lane. */
+                if (__any_sync(0xffffffffu, grow)) {
+#pragma unroll
+                    for (int r = 0; r < 4; r++) {
+                        const float x = quad_max(cmax[r]) * c;
+                        if (x > m[r] + kLazyRescale) { /* quad-uniform */
+                            const float f = ex2(m[r] - x);
+                            l[r] *= f;
+                            u[r] *= f;
+                            m[r] = x;
+                        }
+                    }
+                }
+#pragma unroll
+                for (int r = 0; r < 4; r++)
+#pragma unroll
+                    for (int t = 0; t < kKeyChunk / 8; t++)
+#pragma unroll
+                        for (int e = 0; e < 2; e++)
+                            u[r] += ex2(fmaf(s[r >> 1][t][2 * (r & 1) + e], c, -m[r]));
+            }
+            /* The tile's row sums and maxima, quad-reduced; one thread of
+             * each quad keeps them, as absolute log2 values, until the row's
+             * sum is known. */
+#pragma unroll
+            for (int r = 0; r < 4; r++) {
+                l[r] += u[r];
+                const float row_sum = quad_sum(u[r]);
+                const float row_top = quad_max(top[r]);
+                if ((lane & 3) == 0)
+                    scratch[(size_t)b * kCtaRows + thread_row(warp, lane, r)] =
+                        make_float2(lg2(row_sum) + m[r], row_top * c);
+            }
+        }
+        /* The rows' statistics: for the other orders' pass, and log2 of the
+         * normaliser for the reduction below. */
+#pragma unroll
+        for (int r = 0; r < 4; r++) {
+            const float sum = quad_sum(l[r]);
+            const int row = thread_row(warp, lane, r);
+            const int pos = qblock0 * BQ + row;
+            if ((lane & 3) == 0) {
+                if (pos < n) {
+                    const size_t at = (size_t)head * n + __ldg(perm + pos);
+                    args.row_max[at] = m[r];
+                    args.row_inv[at] = 1.f / sum;
+                    log_norm[row] = m[r] + lg2(sum);
+                } else {
+                    log_norm[row] = INFINITY; /* contributes exactly 0 */
+                }
+            }
+        }
+        __syncthreads(); /* scratch and log_norm complete */
+        /* Each warp reduces whole tiles over their rows: lanes split the
+         * rows, then a butterfly, so the order is fixed. */
+        float *mass = args.mass + (size_t)head * args.n_slots * tiles;
+        float *peak = args.peak + (size_t)head * args.n_slots * tiles;
+        for (int task = warp; task < kBlocks * nk; task += kCtaWarps) {
+            const int blk = task / nk, j = task % nk, qblock = qblock0 + blk;
+            if (qblock >= args.nq)
+                break; /* tasks are in block order: the rest are past the end too */
+            float sum = 0.f, top = 0.f;
+#pragma unroll
+            for (int i = lane; i < BQ; i += 32) {
+                const int row = blk * BQ + i;
+                const float norm = log_norm[row];
+                const float2 v = scratch[(size_t)j * kCtaRows + row];
+                sum += ex2(v.x - norm);
+                top = fmaxf(top, ex2(v.y - norm));
+            }
+#pragma unroll
+            for (int off = 16; off > 0; off >>= 1) {
+                sum += __shfl_xor_sync(0xffffffffu, sum, off);
+                top = fmaxf(top, __shfl_xor_sync(0xffffffffu, top, off));
+            }
+            if (lane == 0) {
+                mass[(size_t)qblock * nk + j] += sum;
+                peak[(size_t)qblock * nk + j] += top;
+            }
+        }
+        __syncthreads(); /* before the next item reuses shared memory and scratch */
+    }
+}
+
 /* ---- f32 -> bf16 hi (+ lo) ----------------------------------------------- */
 
 __global__ void split_kernel(const float *x, __nv_bfloat16 *hi, __nv_bfloat16 *lo, size_t n,
@@ -543,26 +498,17 @@ __global__ void split_kernel(const float *x, __nv_bfloat16 *hi, __nv_bfloat16 *l
 
 /* ---- launch table ---------------------------------------------------------- */
 
-template <int D, bool SPLIT> size_t row_smem()
-{
-    return Smem<D, kCtaRows, kRowKeys, SPLIT>::kBytes;
-}
-
-/* Q, two K buffers (each twice with lo parts), then the row of tiles' sums
- * and peaks. */
-template <int D, int BQ, int BK, bool SPLIT> size_t tile_smem()
-{
-    return Smem<D, kCtaRows, BK, SPLIT>::kBytes;
-}
-
 typedef void (*row_kernel_fn)(RowArgs);
 typedef void (*tile_kernel_fn)(TileArgs);
+typedef void (*first_kernel_fn)(FirstArgs);
 
 struct Kernels {
     row_kernel_fn row;
     size_t row_smem;
     tile_kernel_fn tile;
-    size_t tile_smem; /* plus tile_row_smem(nk) */
+    size_t tile_smem;   /* plus tile_row_smem(nk) */
+    first_kernel_fn first;
+    size_t first_smem;
     int blocks_per_cta; /* query blocks of the order per thread block */
 };
 
@@ -574,8 +520,15 @@ size_t tile_row_smem(int blocks_per_cta, int nk)
 
 template <int D, int BQ, int BK, bool SPLIT> Kernels make_kernels()
 {
-    return {row_stats_kernel<D, SPLIT>, row_smem<D, SPLIT>(), tile_stats_kernel<D, BQ, BK, SPLIT>,
-            tile_smem<D, BQ, BK, SPLIT>(), kCtaRows / BQ};
+    /* Q, two K buffers (each twice with lo parts); the row pass's keys per
+     * step are its own. */
+    return {row_stats_kernel<D, SPLIT>,
+            Smem<D, kCtaRows, kRowKeys, SPLIT>::kBytes,
+            tile_stats_kernel<D, BQ, BK, SPLIT>,
+            Smem<D, kCtaRows, BK, SPLIT>::kBytes,
+            first_pass_kernel<D, BQ, BK, SPLIT>,
+            Smem<D, kCtaRows, BK, SPLIT>::kBytes,
+            kCtaRows / BQ};
 }
 
 template <int D, int BQ, int BK> Kernels pick_split(bool split)
@@ -607,26 +560,43 @@ Kernels pick_kernels(int d, int bq, int bk, bool split)
 
 /* ---- the context ------------------------------------------------------------ */
 
+/* A layer's sums live in one of two accumulator sets, so that the next
+ * layer's samples can be computed while the previous one is downloaded and
+ * scored (paro_cuda_layer_seal). */
+typedef struct acc_set {
+    float *mass, *peak;           /* device: [n_buckets][heads][n_slots][tiles], [heads][n_slots][tiles] */
+    float *mass_host, *peak_host; /* pinned copies, filled by the download */
+    cudaEvent_t downloaded;
+    cudaEvent_t *timing;          /* start/end pairs of the layer's samples */
+    size_t n_timing, cap_timing;
+    int state;                    /* ACC_FREE, ACC_OPEN (taking samples), ACC_SEALED */
+} acc_set;
+
+enum { ACC_FREE = 0, ACC_OPEN = 1, ACC_SEALED = 2 };
+
 struct paro_cuda_ctx {
     int device;
     paro_cuda_geometry g; /* perms not kept: copied to the device */
     size_t per_tensor;    /* heads * n * d elements */
     size_t tiles;         /* nq * nk */
-    cudaStream_t compute, copy;
+    cudaStream_t compute, copy, download;
     /* inputs, two sets so one sample uploads while the previous computes */
     __nv_bfloat16 *hi_q[2], *hi_k[2], *lo_q[2], *lo_k[2];
-    int lo_used[2];          /* whether the set's sample needs lo */
-    float *chunk;            /* f32 upload staging */
+    float *chunk;            /* f32 upload staging (allocated at the first f32 sample) */
     int *needs_lo;           /* device flag */
     int *needs_lo_host;      /* pinned */
-    float *host_q, *host_k;  /* pinned, [heads][n][d] */
+    float *host_q, *host_k;  /* pinned, [heads][n][d] f32, or bf16 in their first half */
+    int host_bf16;           /* the last next_buffers call handed out bf16 */
     uint32_t *perms;         /* device [n_slots][n] */
     float *row_max, *row_inv;
-    float *mass, *peak;      /* accumulators: [n_buckets][heads][n_slots][tiles], [heads][n_slots][tiles] */
-    float *mass_host, *peak_host; /* pinned, for layer_end */
+    float2 *scratch;         /* the first pass's, [first_grid][nk][kCtaRows] */
+    unsigned *next_item;     /* the first pass's work counter */
+    int first_grid;          /* resident blocks of the first pass */
+    acc_set acc[2];
+    int open;                /* acc set taking samples, -1 when none */
+    int sealed_order[2];     /* sealed sets, oldest first */
+    int n_sealed;
     cudaEvent_t uploaded[2], computed[2];
-    cudaEvent_t *timing;     /* start/end pairs of the layer's samples */
-    size_t n_timing, cap_timing;
     double last_layer_ms;
     int set;                 /* input set of the next sample */
     size_t device_bytes;
@@ -673,6 +643,8 @@ extern "C" void paro_cuda_close(paro_cuda_ctx *ctx)
         cudaStreamSynchronize(ctx->compute);
     if (ctx->copy)
         cudaStreamSynchronize(ctx->copy);
+    if (ctx->download)
+        cudaStreamSynchronize(ctx->download);
     for (int s = 0; s < 2; s++) {
         cudaFree(ctx->hi_q[s]);
         cudaFree(ctx->hi_k[s]);
@@ -682,27 +654,39 @@ extern "C" void paro_cuda_close(paro_cuda_ctx *ctx)
             cudaEventDestroy(ctx->uploaded[s]);
         if (ctx->computed[s])
             cudaEventDestroy(ctx->computed[s]);
+        acc_set *a = &ctx->acc[s];
+        cudaFree(a->mass);
+        cudaFree(a->peak);
+        cudaFreeHost(a->mass_host);
+        cudaFreeHost(a->peak_host);
+        if (a->downloaded)
+            cudaEventDestroy(a->downloaded);
+        for (size_t i = 0; i < a->n_timing; i++)
+            cudaEventDestroy(a->timing[i]);
+        free(a->timing);
     }
-    for (size_t i = 0; i < ctx->n_timing; i++)
-        cudaEventDestroy(ctx->timing[i]);
-    free(ctx->timing);
     cudaFree(ctx->chunk);
     cudaFree(ctx->needs_lo);
     cudaFree(ctx->perms);
     cudaFree(ctx->row_max);
     cudaFree(ctx->row_inv);
-    cudaFree(ctx->mass);
-    cudaFree(ctx->peak);
+    cudaFree(ctx->scratch);
+    cudaFree(ctx->next_item);
     cudaFreeHost(ctx->needs_lo_host);
     cudaFreeHost(ctx->host_q);
     cudaFreeHost(ctx->host_k);
-    cudaFreeHost(ctx->mass_host);
-    cudaFreeHost(ctx->peak_host);
     if (ctx->compute)
         cudaStreamDestroy(ctx->compute);
     if (ctx->copy)
         cudaStreamDestroy(ctx->copy);
+    if (ctx->download)
+        cudaStreamDestroy(ctx->download);
     free(ctx);
+}
+
+static size_t tile_smem_bytes(const Kernels &kn, int nk)
+{
+    return kn.tile_smem + tile_row_smem(kn.blocks_per_cta, nk);
 }
 
 static paro_err open_ctx(paro_cuda_ctx *ctx, const paro_cuda_geometry *g, paro_errinfo *ei)
@@ -711,9 +695,12 @@ static paro_err open_ctx(paro_cuda_ctx *ctx, const paro_cuda_geometry *g, paro_e
     CUDA_TRY(ei, dev, cudaSetDevice(dev));
     CUDA_TRY(ei, dev, cudaStreamCreateWithFlags(&ctx->compute, cudaStreamNonBlocking));
     CUDA_TRY(ei, dev, cudaStreamCreateWithFlags(&ctx->copy, cudaStreamNonBlocking));
+    CUDA_TRY(ei, dev, cudaStreamCreateWithFlags(&ctx->download, cudaStreamNonBlocking));
     for (int s = 0; s < 2; s++) {
         CUDA_TRY(ei, dev, cudaEventCreateWithFlags(&ctx->uploaded[s], cudaEventDisableTiming));
         CUDA_TRY(ei, dev, cudaEventCreateWithFlags(&ctx->computed[s], cudaEventDisableTiming));
+        CUDA_TRY(ei, dev,
+                 cudaEventCreateWithFlags(&ctx->acc[s].downloaded, cudaEventDisableTiming));
     }
     const size_t input_bytes = ctx->per_tensor * sizeof(__nv_bfloat16);
     paro_err rc;
@@ -722,32 +709,63 @@ static paro_err open_ctx(paro_cuda_ctx *ctx, const paro_cuda_geometry *g, paro_e
             (rc = dev_alloc(ctx, (void **)&ctx->hi_k[s], input_bytes, ei)))
             return rc;
     }
-    const size_t chunk = ctx->per_tensor < kChunkFloats ? ctx->per_tensor : kChunkFloats;
     const size_t rows = (size_t)g->heads * g->n_tokens;
     const size_t acc = (size_t)g->heads * g->n_slots * ctx->tiles;
-    if ((rc = dev_alloc(ctx, (void **)&ctx->chunk, chunk * sizeof(float), ei)) ||
-        (rc = dev_alloc(ctx, (void **)&ctx->needs_lo, sizeof(int), ei)) ||
+    if ((rc = dev_alloc(ctx, (void **)&ctx->needs_lo, sizeof(int), ei)) ||
         (rc = dev_alloc(ctx, (void **)&ctx->perms, (size_t)g->n_slots * g->n_tokens * 4, ei)) ||
         (rc = dev_alloc(ctx, (void **)&ctx->row_max, rows * sizeof(float), ei)) ||
         (rc = dev_alloc(ctx, (void **)&ctx->row_inv, rows * sizeof(float), ei)) ||
-        (rc = dev_alloc(ctx, (void **)&ctx->mass, acc * g->n_buckets * sizeof(float), ei)) ||
-        (rc = dev_alloc(ctx, (void **)&ctx->peak, acc * sizeof(float), ei)))
+        (rc = dev_alloc(ctx, (void **)&ctx->next_item, sizeof(unsigned), ei)))
         return rc;
+    for (int s = 0; s < 2; s++) {
+        acc_set *a = &ctx->acc[s];
+        if ((rc = dev_alloc(ctx, (void **)&a->mass, acc * g->n_buckets * sizeof(float), ei)) ||
+            (rc = dev_alloc(ctx, (void **)&a->peak, acc * sizeof(float), ei)))
+            return rc;
+        CUDA_TRY(ei, dev, cudaMallocHost((void **)&a->mass_host,
+                                         acc * g->n_buckets * sizeof(float)));
+        CUDA_TRY(ei, dev, cudaMallocHost((void **)&a->peak_host, acc * sizeof(float)));
+    }
     CUDA_TRY(ei, dev, cudaMallocHost((void **)&ctx->needs_lo_host, sizeof(int)));
     CUDA_TRY(ei, dev, cudaMallocHost((void **)&ctx->host_q, ctx->per_tensor * sizeof(float)));
     CUDA_TRY(ei, dev, cudaMallocHost((void **)&ctx->host_k, ctx->per_tensor * sizeof(float)));
-    CUDA_TRY(ei, dev, cudaMallocHost((void **)&ctx->mass_host, acc * g->n_buckets * sizeof(float)));
-    CUDA_TRY(ei, dev, cudaMallocHost((void **)&ctx->peak_host, acc * sizeof(float)));
     CUDA_TRY(ei, dev, cudaMemcpy(ctx->perms, g->perms, (size_t)g->n_slots * g->n_tokens * 4,
                                  cudaMemcpyHostToDevice));
-    /* Kernels that want more than 48 KiB of shared memory must say so. */
+    /* Kernels that want more than 48 KiB of shared memory must say so; the
+     * first pass's grid is what stays resident, its scratch one per block. */
+    int per_sm = 0, sms = 0;
+    CUDA_TRY(ei, dev, cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
     for (int split = 0; split < 2; split++) {
         Kernels kn = pick_kernels((int)g->head_dim, (int)g->block_q, (int)g->block_k, split);
         CUDA_TRY(ei, dev, cudaFuncSetAttribute(kn.row, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                (int)kn.row_smem));
         CUDA_TRY(ei, dev, cudaFuncSetAttribute(kn.tile, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                               (int)(kn.tile_smem + tile_row_smem(kn.blocks_per_cta, (int)g->nk))));
+                                               (int)tile_smem_bytes(kn, (int)g->nk)));
+        CUDA_TRY(ei, dev, cudaFuncSetAttribute(kn.first,
+                                               cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                               (int)kn.first_smem));
+        int blocks = 0;
+        CUDA_TRY(ei, dev, cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+                              &blocks, kn.first, kCtaRows, kn.first_smem));
+        if (split == 0 || blocks < per_sm)
+            per_sm = blocks;
     }
+    if (!g->row_pass) {
+        const size_t per_block = (size_t)g->nk * kCtaRows * sizeof(float2);
+        const int blocks_per_cta = kCtaRows / (int)g->block_q;
+        const size_t items = (size_t)g->heads * ((g->nq + blocks_per_cta - 1) / blocks_per_cta);
+        size_t grid = (size_t)(per_sm > 0 ? per_sm : 1) * (size_t)sms;
+        if (grid > kMaxScratchBytes / per_block)
+            grid = kMaxScratchBytes / per_block;
+        if (grid > items)
+            grid = items;
+        if (grid < 1)
+            grid = 1;
+        ctx->first_grid = (int)grid;
+        if ((rc = dev_alloc(ctx, (void **)&ctx->scratch, grid * per_block, ei)))
+            return rc;
+    }
+    ctx->open = -1;
     return PARO_OK;
 }
 
@@ -774,17 +792,32 @@ extern "C" paro_err paro_cuda_open(paro_cuda_ctx **out, int device, const paro_c
     return PARO_OK;
 }
 
+static paro_err usage(paro_errinfo *ei, const char *what)
+{
+    return paro_error(ei, PARO_ERR_USAGE, NULL, PARO_NO_OFFSET, "cuda backend: %s", what);
+}
+
 extern "C" paro_err paro_cuda_layer_begin(paro_cuda_ctx *ctx, paro_errinfo *ei)
 {
     const paro_cuda_geometry *g = &ctx->g;
+    if (ctx->open >= 0)
+        return usage(ei, "a layer is already open");
+    int s = ctx->acc[0].state == ACC_FREE ? 0 : ctx->acc[1].state == ACC_FREE ? 1 : -1;
+    if (s < 0)
+        return usage(ei, "two layers are waiting for layer_end");
+    acc_set *a = &ctx->acc[s];
     const size_t acc = (size_t)g->heads * g->n_slots * ctx->tiles;
     CUDA_TRY(ei, ctx->device, cudaSetDevice(ctx->device));
+    /* The set's last download must be done before its sums are cleared. */
+    CUDA_TRY(ei, ctx->device, cudaStreamWaitEvent(ctx->compute, a->downloaded, 0));
     CUDA_TRY(ei, ctx->device,
-             cudaMemsetAsync(ctx->mass, 0, acc * g->n_buckets * sizeof(float), ctx->compute));
-    CUDA_TRY(ei, ctx->device, cudaMemsetAsync(ctx->peak, 0, acc * sizeof(float), ctx->compute));
-    for (size_t i = 0; i < ctx->n_timing; i++)
-        cudaEventDestroy(ctx->timing[i]);
-    ctx->n_timing = 0;
+             cudaMemsetAsync(a->mass, 0, acc * g->n_buckets * sizeof(float), ctx->compute));
+    CUDA_TRY(ei, ctx->device, cudaMemsetAsync(a->peak, 0, acc * sizeof(float), ctx->compute));
+    for (size_t i = 0; i < a->n_timing; i++)
+        cudaEventDestroy(a->timing[i]);
+    a->n_timing = 0;
+    a->state = ACC_OPEN;
+    ctx->open = s;
     return PARO_OK;
 }
 
@@ -796,6 +829,17 @@ extern "C" paro_err paro_cuda_next_buffers(paro_cuda_ctx *ctx, float **q, float 
     (void)ei;
     *q = ctx->host_q;
     *k = ctx->host_k;
+    ctx->host_bf16 = 0;
+    return PARO_OK;
+}
+
+extern "C" paro_err paro_cuda_next_buffers_bf16(paro_cuda_ctx *ctx, uint16_t **q, uint16_t **k,
+                                                paro_errinfo *ei)
+{
+    (void)ei;
+    *q = (uint16_t *)ctx->host_q;
+    *k = (uint16_t *)ctx->host_k;
+    ctx->host_bf16 = 1;
     return PARO_OK;
 }
 
@@ -819,36 +863,93 @@ static paro_err upload(paro_cuda_ctx *ctx, const float *host, __nv_bfloat16 *hi,
 static paro_err upload_sample(paro_cuda_ctx *ctx, int set, int with_lo, paro_errinfo *ei)
 {
     const int dev = ctx->device;
-    CUDA_TRY(ei, dev, cudaMemsetAsync(ctx->needs_lo, 0, sizeof(int), ctx->copy));
-    paro_err rc = upload(ctx, ctx->host_q, ctx->hi_q[set], with_lo ? ctx->lo_q[set] : nullptr, ei);
-    if (!rc)
-        rc = upload(ctx, ctx->host_k, ctx->hi_k[set], with_lo ? ctx->lo_k[set] : nullptr, ei);
-    if (rc)
-        return rc;
-    CUDA_TRY(ei, dev, cudaMemcpyAsync(ctx->needs_lo_host, ctx->needs_lo, sizeof(int),
-                                      cudaMemcpyDeviceToHost, ctx->copy));
+    if (ctx->host_bf16) {
+        /* Exactly bf16: straight into the hi parts, no lo. */
+        const size_t bytes = ctx->per_tensor * sizeof(__nv_bfloat16);
+        CUDA_TRY(ei, dev, cudaMemcpyAsync(ctx->hi_q[set], ctx->host_q, bytes,
+                                          cudaMemcpyHostToDevice, ctx->copy));
+        CUDA_TRY(ei, dev, cudaMemcpyAsync(ctx->hi_k[set], ctx->host_k, bytes,
+                                          cudaMemcpyHostToDevice, ctx->copy));
+        *ctx->needs_lo_host = 0;
+    } else {
+        if (!ctx->chunk) {
+            const size_t chunk = ctx->per_tensor < kChunkFloats ? ctx->per_tensor : kChunkFloats;
+            paro_err rc = dev_alloc(ctx, (void **)&ctx->chunk, chunk * sizeof(float), ei);
+            if (rc)
+                return rc;
+        }
+        CUDA_TRY(ei, dev, cudaMemsetAsync(ctx->needs_lo, 0, sizeof(int), ctx->copy));
+        paro_err rc =
+            upload(ctx, ctx->host_q, ctx->hi_q[set], with_lo ? ctx->lo_q[set] : nullptr, ei);
+        if (!rc)
+            rc = upload(ctx, ctx->host_k, ctx->hi_k[set], with_lo ? ctx->lo_k[set] : nullptr, ei);
+        if (rc)
+            return rc;
+        CUDA_TRY(ei, dev, cudaMemcpyAsync(ctx->needs_lo_host, ctx->needs_lo, sizeof(int),
+                                          cudaMemcpyDeviceToHost, ctx->copy));
+    }
     CUDA_TRY(ei, dev, cudaEventRecord(ctx->uploaded[set], ctx->copy));
     CUDA_TRY(ei, dev, cudaEventSynchronize(ctx->uploaded[set]));
     return PARO_OK;
 }
 
-static paro_err push_timing(paro_cuda_ctx *ctx, cudaEvent_t *start, cudaEvent_t *end,
+static paro_err push_timing(paro_cuda_ctx *ctx, acc_set *a, cudaEvent_t *start, cudaEvent_t *end,
                             paro_errinfo *ei)
 {
-    if (ctx->n_timing + 2 > ctx->cap_timing) {
-        size_t cap = ctx->cap_timing ? 2 * ctx->cap_timing : 16;
-        cudaEvent_t *grown = (cudaEvent_t *)realloc(ctx->timing, cap * sizeof *grown);
+    if (a->n_timing + 2 > a->cap_timing) {
+        size_t cap = a->cap_timing ? 2 * a->cap_timing : 16;
+        cudaEvent_t *grown = (cudaEvent_t *)realloc(a->timing, cap * sizeof *grown);
         if (!grown)
             return paro_error(ei, PARO_ERR_NOMEM, NULL, PARO_NO_OFFSET, "out of memory");
-        ctx->timing = grown;
-        ctx->cap_timing = cap;
+        a->timing = grown;
+        a->cap_timing = cap;
     }
-    CUDA_TRY(ei, ctx->device, cudaEventCreate(&ctx->timing[ctx->n_timing]));
-    ctx->n_timing++;
-    CUDA_TRY(ei, ctx->device, cudaEventCreate(&ctx->timing[ctx->n_timing]));
-    ctx->n_timing++;
-    *start = ctx->timing[ctx->n_timing - 2];
-    *end = ctx->timing[ctx->n_timing - 1];
+    CUDA_TRY(ei, ctx->device, cudaEventCreate(&a->timing[a->n_timing]));
+    a->n_timing++;
+    CUDA_TRY(ei, ctx->device, cudaEventCreate(&a->timing[a->n_timing]));
+    a->n_timing++;
+    *start = a->timing[a->n_timing - 2];
+    *end = a->timing[a->n_timing - 1];
+    return PARO_OK;
+}
+
+/* Queues the kernels of one sample held in input set `set`. */
+static paro_err launch_sample(paro_cuda_ctx *ctx, int set, int split, uint32_t bucket,
+                              acc_set *a, paro_errinfo *ei)
+{
+    const paro_cuda_geometry *g = &ctx->g;
+    const int dev = ctx->device;
+    const int n = (int)g->n_tokens;
+    const float c = (float)(g->scale * 1.4426950408889634);
+    HeadInputs in = {ctx->hi_q[set], ctx->hi_k[set], ctx->lo_q[set], ctx->lo_k[set]};
+    Kernels kn = pick_kernels((int)g->head_dim, (int)g->block_q, (int)g->block_k, split != 0);
+    const size_t acc = (size_t)g->heads * g->n_slots * ctx->tiles;
+    float *mass = a->mass + (size_t)bucket * acc;
+    const unsigned ctas = (g->nq + kn.blocks_per_cta - 1) / kn.blocks_per_cta;
+    int slot0 = 0;
+    if (g->row_pass) {
+        RowArgs ra = {in, n, c, ctx->row_max, ctx->row_inv};
+        dim3 row_grid((unsigned)((n + kCtaRows - 1) / kCtaRows), g->heads);
+        kn.row<<<row_grid, kCtaRows, kn.row_smem, ctx->compute>>>(ra);
+        CUDA_TRY(ei, dev, cudaGetLastError());
+    } else {
+        CUDA_TRY(ei, dev, cudaMemsetAsync(ctx->next_item, 0, sizeof(unsigned), ctx->compute));
+        FirstArgs fa = {in,           n,          (int)g->nq,    (int)g->nk,
+                        (int)g->heads, (int)g->n_slots, (int)ctas, c,
+                        ctx->perms,   ctx->row_max, ctx->row_inv, mass,
+                        a->peak,      ctx->scratch, ctx->next_item};
+        kn.first<<<ctx->first_grid, kCtaRows, kn.first_smem, ctx->compute>>>(fa);
+        CUDA_TRY(ei, dev, cudaGetLastError());
+        slot0 = 1;
+    }
+    if ((int)g->n_slots > slot0) {
+        TileArgs ta = {in,   n,        (int)g->nq,   (int)g->nk,   (int)g->heads, (int)g->n_slots,
+                       slot0, c,       ctx->perms,   ctx->row_max, ctx->row_inv,  mass,
+                       a->peak};
+        dim3 tile_grid(ctas, g->heads, g->n_slots - (unsigned)slot0);
+        kn.tile<<<tile_grid, kCtaRows, tile_smem_bytes(kn, (int)g->nk), ctx->compute>>>(ta);
+        CUDA_TRY(ei, dev, cudaGetLastError());
+    }
     return PARO_OK;
 }
 
@@ -856,6 +957,11 @@ extern "C" paro_err paro_cuda_submit(paro_cuda_ctx *ctx, uint32_t bucket, paro_e
 {
     const paro_cuda_geometry *g = &ctx->g;
     const int dev = ctx->device, set = ctx->set;
+    if (ctx->open < 0)
+        return usage(ei, "submit without layer_begin");
+    if (bucket >= g->n_buckets)
+        return usage(ei, "bucket out of range");
+    acc_set *a = &ctx->acc[ctx->open];
     ctx->set ^= 1;
     CUDA_TRY(ei, dev, cudaSetDevice(dev));
     /* The set's last sample must be done before its inputs are overwritten. */
@@ -873,57 +979,76 @@ extern "C" paro_err paro_cuda_submit(paro_cuda_ctx *ctx, uint32_t bucket, paro_e
             (rc = upload_sample(ctx, set, 1, ei)))
             return rc;
     }
-    ctx->lo_used[set] = needs_lo;
 
     cudaEvent_t start = nullptr, end = nullptr;
-    if ((rc = push_timing(ctx, &start, &end, ei)))
+    if ((rc = push_timing(ctx, a, &start, &end, ei)))
         return rc;
     CUDA_TRY(ei, dev, cudaStreamWaitEvent(ctx->compute, ctx->uploaded[set], 0));
     CUDA_TRY(ei, dev, cudaEventRecord(start, ctx->compute));
-    const int n = (int)g->n_tokens;
-    const float c = (float)(g->scale * 1.4426950408889634);
-    HeadInputs in = {ctx->hi_q[set], ctx->hi_k[set], ctx->lo_q[set], ctx->lo_k[set]};
-    Kernels kn = pick_kernels((int)g->head_dim, (int)g->block_q, (int)g->block_k, needs_lo != 0);
-
-    RowArgs ra = {in, n, c, ctx->row_max, ctx->row_inv};
-    dim3 row_grid((unsigned)((n + kCtaRows - 1) / kCtaRows), g->heads);
-    kn.row<<<row_grid, kCtaRows, kn.row_smem, ctx->compute>>>(ra);
-    CUDA_TRY(ei, dev, cudaGetLastError());
-
-    const size_t acc = (size_t)g->heads * g->n_slots * ctx->tiles;
-    TileArgs ta = {in, n, (int)g->nq, (int)g->nk, (int)g->heads, (int)g->n_slots, c, ctx->perms,
-                   ctx->row_max, ctx->row_inv, ctx->mass + (size_t)bucket * acc, ctx->peak};
-    const unsigned ctas = (g->nq + kn.blocks_per_cta - 1) / kn.blocks_per_cta;
-    dim3 tile_grid(ctas, g->heads, g->n_slots);
-    kn.tile<<<tile_grid, kCtaRows, kn.tile_smem + tile_row_smem(kn.blocks_per_cta, (int)g->nk),
-              ctx->compute>>>(ta);
-    CUDA_TRY(ei, dev, cudaGetLastError());
+    if ((rc = launch_sample(ctx, set, needs_lo, bucket, a, ei)))
+        return rc;
     CUDA_TRY(ei, dev, cudaEventRecord(end, ctx->compute));
     CUDA_TRY(ei, dev, cudaEventRecord(ctx->computed[set], ctx->compute));
+    return PARO_OK;
+}
+
+extern "C" paro_err paro_cuda_layer_seal(paro_cuda_ctx *ctx, paro_errinfo *ei)
+{
+    const paro_cuda_geometry *g = &ctx->g;
+    const int dev = ctx->device;
+    if (ctx->open < 0)
+        return usage(ei, "seal without layer_begin");
+    const int s = ctx->open;
+    acc_set *a = &ctx->acc[s];
+    const size_t acc = (size_t)g->heads * g->n_slots * ctx->tiles;
+    CUDA_TRY(ei, dev, cudaSetDevice(dev));
+    /* The download runs on its own stream, beside the next layer's uploads
+     * and kernels. */
+    cudaEvent_t kernels_done = nullptr;
+    CUDA_TRY(ei, dev, cudaEventCreateWithFlags(&kernels_done, cudaEventDisableTiming));
+    cudaError_t err = cudaEventRecord(kernels_done, ctx->compute);
+    if (err == cudaSuccess)
+        err = cudaStreamWaitEvent(ctx->download, kernels_done, 0);
+    cudaEventDestroy(kernels_done); /* released once the wait is satisfied */
+    if (err != cudaSuccess)
+        return paro_cuda_fail(ei, dev, err, "record the end of a layer", __FILE__, __LINE__);
+    CUDA_TRY(ei, dev, cudaMemcpyAsync(a->mass_host, a->mass, acc * g->n_buckets * sizeof(float),
+                                      cudaMemcpyDeviceToHost, ctx->download));
+    CUDA_TRY(ei, dev, cudaMemcpyAsync(a->peak_host, a->peak, acc * sizeof(float),
+                                      cudaMemcpyDeviceToHost, ctx->download));
+    CUDA_TRY(ei, dev, cudaEventRecord(a->downloaded, ctx->download));
+    a->state = ACC_SEALED;
+    ctx->sealed_order[ctx->n_sealed++] = s;
+    ctx->open = -1;
     return PARO_OK;
 }
 
 extern "C" paro_err paro_cuda_layer_end(paro_cuda_ctx *ctx, const float **mass,
                                         const float **peak, paro_errinfo *ei)
 {
-    const paro_cuda_geometry *g = &ctx->g;
     const int dev = ctx->device;
-    const size_t acc = (size_t)g->heads * g->n_slots * ctx->tiles;
+    paro_err rc;
+    if (ctx->n_sealed == 0 && ctx->open >= 0 && (rc = paro_cuda_layer_seal(ctx, ei)))
+        return rc;
+    if (ctx->n_sealed == 0)
+        return usage(ei, "layer_end without a layer");
+    const int s = ctx->sealed_order[0];
+    ctx->sealed_order[0] = ctx->sealed_order[1];
+    ctx->n_sealed--;
+    acc_set *a = &ctx->acc[s];
     CUDA_TRY(ei, dev, cudaSetDevice(dev));
-    CUDA_TRY(ei, dev, cudaMemcpyAsync(ctx->mass_host, ctx->mass, acc * g->n_buckets * sizeof(float),
-                                      cudaMemcpyDeviceToHost, ctx->compute));
-    CUDA_TRY(ei, dev, cudaMemcpyAsync(ctx->peak_host, ctx->peak, acc * sizeof(float),
-                                      cudaMemcpyDeviceToHost, ctx->compute));
-    CUDA_TRY(ei, dev, cudaStreamSynchronize(ctx->compute));
+    CUDA_TRY(ei, dev, cudaEventSynchronize(a->downloaded));
     double ms = 0.0;
-    for (size_t i = 0; i + 1 < ctx->n_timing; i += 2) {
+    for (size_t i = 0; i + 1 < a->n_timing; i += 2) {
         float part = 0.f;
-        CUDA_TRY(ei, dev, cudaEventElapsedTime(&part, ctx->timing[i], ctx->timing[i + 1]));
+        CUDA_TRY(ei, dev, cudaEventElapsedTime(&part, a->timing[i], a->timing[i + 1]));
         ms += part;
     }
     ctx->last_layer_ms = ms;
-    *mass = ctx->mass_host;
-    *peak = ctx->peak_host;
+    /* The host copies stay valid until the next paro_cuda_layer_begin. */
+    a->state = ACC_FREE;
+    *mass = a->mass_host;
+    *peak = a->peak_host;
     return PARO_OK;
 }
 
