@@ -564,6 +564,20 @@ static size_t first_nonfinite(const float *x, size_t n)
     return n;
 }
 
+/* The same for bf16 bit patterns. */
+static size_t first_nonfinite_bf16(const uint16_t *x, size_t n)
+{
+    uint32_t any = 0;
+    for (size_t i = 0; i < n; i++)
+        any |= (uint32_t)((x[i] & 0x7f80u) == 0x7f80u);
+    if (!any)
+        return n;
+    for (size_t i = 0; i < n; i++)
+        if ((x[i] & 0x7f80u) == 0x7f80u)
+            return i;
+    return n;
+}
+
 /* Where a tensor's bytes come from, for conversion and messages. */
 typedef struct tensor_src {
     const unsigned char *data;
@@ -595,21 +609,53 @@ static paro_err nonfinite_error(const tensor_src *src, const paro_manifest *m, f
                       v != v ? "NaN" : v > 0 ? "+inf" : "-inf", head, token, dim);
 }
 
+/* What the caller wants the elements as: f32, or (bf16 tensors only) the
+ * bf16 bit patterns as they are. */
+typedef enum { OUT_F32 = 0, OUT_BF16 = 1 } out_kind;
+
+static size_t out_size(out_kind out)
+{
+    return out == OUT_BF16 ? sizeof(uint16_t) : sizeof(float);
+}
+
+/* Moves len elements from element `elem` of the tensor to element `at` of
+ * dst and checks them; non-finite ones are refused naming their place. */
+static paro_err move_checked(const tensor_src *src, const paro_manifest *m, size_t elem,
+                             size_t len, out_kind out, void *dst, size_t at, paro_errinfo *ei)
+{
+    const unsigned char *from = src->data + elem * src->esize;
+    size_t bad;
+    float value = 0.0f;
+    if (out == OUT_BF16) {
+        uint16_t *to = (uint16_t *)dst + at;
+        memcpy(to, from, len * sizeof *to); /* little-endian file, little-endian host */
+        bad = first_nonfinite_bf16(to, len);
+        if (bad < len)
+            value = paro_bf16_to_f32(to[bad]);
+    } else {
+        float *to = (float *)dst + at;
+        paro_convert_to_f32(src->dtype, from, to, len);
+        bad = first_nonfinite(to, len);
+        if (bad < len)
+            value = to[bad];
+    }
+    return bad < len ? nonfinite_error(src, m, value, elem + bad, ei) : PARO_OK;
+}
+
 /* Elements converted per step: small enough to stay in L2 for the check. */
 #define CONVERT_CHUNK 16384u
 
 /* Heads [h0, h1) of a [NH][N][D] tensor: one contiguous range. */
 static paro_err convert_hnd(const tensor_src *src, const paro_manifest *m, uint32_t h0,
-                            uint32_t h1, float *dst, paro_errinfo *ei)
+                            uint32_t h1, out_kind out, void *dst, paro_errinfo *ei)
 {
     const size_t per_head = (size_t)m->n_tokens * m->head_dim;
     const size_t begin = h0 * per_head, end = h1 * per_head;
     for (size_t start = begin; start < end; start += CONVERT_CHUNK) {
         size_t len = end - start < CONVERT_CHUNK ? end - start : CONVERT_CHUNK;
-        paro_convert_to_f32(src->dtype, src->data + start * src->esize, dst + start, len);
-        size_t bad = first_nonfinite(dst + start, len);
-        if (bad < len)
-            return nonfinite_error(src, m, dst[start + bad], start + bad, ei);
+        paro_err rc = move_checked(src, m, start, len, out, dst, start, ei);
+        if (rc)
+            return rc;
     }
     return PARO_OK;
 }
@@ -619,30 +665,26 @@ static paro_err convert_hnd(const tensor_src *src, const paro_manifest *m, uint3
  * buffer, then each head's rows (contiguous in dst) are copied out: long
  * sequential reads and writes instead of one call per D-element row. */
 static paro_err convert_nhd(const tensor_src *src, const paro_manifest *m, uint32_t h0,
-                            uint32_t h1, float *dst, paro_errinfo *ei)
+                            uint32_t h1, out_kind out, void *dst, paro_errinfo *ei)
 {
-    size_t nh = m->heads, nt = m->n_tokens, d = m->head_dim;
+    size_t nh = m->heads, nt = m->n_tokens, d = m->head_dim, es = out_size(out);
     size_t row = (h1 - h0) * d; /* one token, the heads asked for */
     size_t run = CONVERT_CHUNK / row ? CONVERT_CHUNK / row : 1;
-    float *scratch = malloc(run * row * sizeof *scratch);
+    unsigned char *scratch = malloc(run * row * es);
     if (!scratch)
         return paro_error(ei, PARO_ERR_NOMEM, src->path, PARO_NO_OFFSET,
-                          "out of memory for %zu floats", run * row);
+                          "out of memory for %zu elements", run * row);
     paro_err rc = PARO_OK;
     for (size_t t0 = 0; t0 < nt && !rc; t0 += run) {
         size_t tokens = nt - t0 < run ? nt - t0 : run;
         for (size_t t = 0; t < tokens && !rc; t++) {
             const size_t first = ((t0 + t) * nh + h0) * d; /* element in the file */
-            paro_convert_to_f32(src->dtype, src->data + first * src->esize, scratch + t * row,
-                                row);
-            size_t bad = first_nonfinite(scratch + t * row, row);
-            if (bad < row)
-                rc = nonfinite_error(src, m, scratch[t * row + bad], first + bad, ei);
+            rc = move_checked(src, m, first, row, out, scratch, t * row, ei);
         }
         for (size_t head = h0; head < h1 && !rc; head++)
             for (size_t t = 0; t < tokens; t++)
-                memcpy(dst + (head * nt + t0 + t) * d, scratch + t * row + (head - h0) * d,
-                       d * sizeof *dst);
+                memcpy((unsigned char *)dst + (head * nt + t0 + t) * d * es,
+                       scratch + (t * row + (head - h0) * d) * es, d * es);
     }
     free(scratch);
     return rc;
@@ -745,8 +787,8 @@ paro_err paro_sample_check(paro_sample_file *sf, paro_kind kind, uint32_t layer,
     return checked_tensor(sf, kind, layer, &t, ei);
 }
 
-paro_err paro_sample_read_heads(paro_sample_file *sf, paro_kind kind, uint32_t layer,
-                                uint32_t h0, uint32_t h1, float *dst, paro_errinfo *ei)
+static paro_err read_heads(paro_sample_file *sf, paro_kind kind, uint32_t layer, uint32_t h0,
+                           uint32_t h1, out_kind out, void *dst, paro_errinfo *ei)
 {
     const paro_manifest *m = sf->m;
     if (h0 >= h1 || h1 > m->heads)
@@ -756,15 +798,42 @@ paro_err paro_sample_read_heads(paro_sample_file *sf, paro_kind kind, uint32_t l
     const paro_tensor *t;
     const unsigned char *data;
     paro_err rc = checked_tensor(sf, kind, layer, &t, ei);
-    if (!rc)
-        rc = paro_tensor_file_acquire(sf->tf, t, &data, ei);
+    if (rc)
+        return rc;
+    if (out == OUT_BF16 && t->dtype != PARO_DTYPE_BF16)
+        return paro_error(ei, PARO_ERR_USAGE, sf->path, PARO_NO_OFFSET,
+                          "tensor of layer %u %s is %s, not bf16", layer, kind_keys[kind],
+                          paro_dtype_name(t->dtype));
+    rc = paro_tensor_file_acquire(sf->tf, t, &data, ei);
     if (rc)
         return rc;
     tensor_src src = {data, t->dtype, paro_dtype_size(t->dtype), t->data_offset, t->name,
                       t->where};
-    rc = m->layout == PARO_LAYOUT_HND ? convert_hnd(&src, m, h0, h1, dst, ei)
-                                      : convert_nhd(&src, m, h0, h1, dst, ei);
+    rc = m->layout == PARO_LAYOUT_HND ? convert_hnd(&src, m, h0, h1, out, dst, ei)
+                                      : convert_nhd(&src, m, h0, h1, out, dst, ei);
     paro_tensor_file_release(sf->tf, t);
+    return rc;
+}
+
+paro_err paro_sample_read_heads(paro_sample_file *sf, paro_kind kind, uint32_t layer,
+                                uint32_t h0, uint32_t h1, float *dst, paro_errinfo *ei)
+{
+    return read_heads(sf, kind, layer, h0, h1, OUT_F32, dst, ei);
+}
+
+paro_err paro_sample_read_heads_bf16(paro_sample_file *sf, paro_kind kind, uint32_t layer,
+                                     uint32_t h0, uint32_t h1, uint16_t *dst, paro_errinfo *ei)
+{
+    return read_heads(sf, kind, layer, h0, h1, OUT_BF16, dst, ei);
+}
+
+paro_err paro_sample_dtype(paro_sample_file *sf, paro_kind kind, uint32_t layer,
+                           paro_dtype *dtype, paro_errinfo *ei)
+{
+    const paro_tensor *t;
+    paro_err rc = checked_tensor(sf, kind, layer, &t, ei);
+    if (!rc)
+        *dtype = t->dtype;
     return rc;
 }
 

@@ -92,6 +92,15 @@ paro_err paro_sample_read(paro_sample_file *sf, paro_kind kind, uint32_t layer, 
  * several threads at once, for disjoint heads. */
 paro_err paro_sample_read_heads(paro_sample_file *sf, paro_kind kind, uint32_t layer,
                                 uint32_t h0, uint32_t h1, float *dst, paro_errinfo *ei);
+/* The same as paro_sample_read_heads for a bf16 tensor, keeping the bf16
+ * bit patterns ([heads][N][D] uint16, little-endian); PARO_ERR_USAGE when
+ * the tensor is not bf16.  Same checks, same messages. */
+paro_err paro_sample_read_heads_bf16(paro_sample_file *sf, paro_kind kind, uint32_t layer,
+                                     uint32_t h0, uint32_t h1, uint16_t *dst, paro_errinfo *ei);
+/* The stored element type of one layer's tensor (after the checks of
+ * paro_sample_check). */
+paro_err paro_sample_dtype(paro_sample_file *sf, paro_kind kind, uint32_t layer,
+                           paro_dtype *dtype, paro_errinfo *ei);
 int paro_sample_has(paro_sample_file *sf, paro_kind kind, uint32_t layer);
 /* The checks of paro_sample_read without reading the data: the tensor is
  * there, with a dtype paro reads and the manifest's shape.  Cheap (headers
