@@ -7,15 +7,22 @@
  *                                   for one layer: the backend clears them
  *     for each sample:
  *         buffers(&q, &k)           where to read the sample's Q and K
- *         ... read them ...
+ *         ... read them ...         (buffers_bf16 for a bf16 sample, when
+ *                                   the backend has it)
  *         submit(bucket)            add the sample's tile stats (possibly
  *                                   asynchronously)
- *     layer_end()                   stats hold every sample's sums
+ *     seal()                        the layer's samples are all submitted
+ *     ... the next layer may begin (into other stats) ...
+ *     collect()                     the oldest sealed layer's stats hold
+ *                                   every sample's sums
+ *
+ * At most one sealed layer is left uncollected when the next one begins, so
+ * a backend needs two layers in flight at most.
  */
 #ifndef PARO_BACKEND_H_d2c81f6e
 #define PARO_BACKEND_H_d2c81f6e
 
-#include <stdint.h> /* uint32_t */
+#include <stdint.h> /* uint16_t, uint32_t */
 
 #include "error.h"      /* paro_err, paro_errinfo */
 #include "stats.h"      /* paro_block_stats */
@@ -27,8 +34,12 @@ struct paro_backend {
     void *state;
     paro_err (*layer_begin)(paro_backend *b, paro_block_stats *stats, paro_errinfo *ei);
     paro_err (*buffers)(paro_backend *b, float **q, float **k, paro_errinfo *ei);
+    /* NULL when the backend takes f32 only; else buffers of bf16 bit
+     * patterns for a sample stored as bf16, kept as it is. */
+    paro_err (*buffers_bf16)(paro_backend *b, uint16_t **q, uint16_t **k, paro_errinfo *ei);
     paro_err (*submit)(paro_backend *b, uint32_t bucket, paro_errinfo *ei);
-    paro_err (*layer_end)(paro_backend *b, paro_errinfo *ei);
+    paro_err (*seal)(paro_backend *b, paro_errinfo *ei);
+    paro_err (*collect)(paro_backend *b, paro_errinfo *ei);
     void (*close)(paro_backend *b);
 };
 

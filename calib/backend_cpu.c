@@ -60,7 +60,9 @@ static paro_err cpu_submit(paro_backend *b, uint32_t bucket, paro_errinfo *ei)
     return PARO_OK;
 }
 
-static paro_err cpu_layer_end(paro_backend *b, paro_errinfo *ei)
+/* Sealing and collecting have nothing to do: submit has added each sample
+ * before it returned. */
+static paro_err cpu_nothing(paro_backend *b, paro_errinfo *ei)
 {
     (void)b;
     (void)ei;
@@ -90,8 +92,10 @@ paro_err paro_backend_cpu_open(paro_backend *b, const paro_backend_shape *s, int
     b->name = "cpu";
     b->layer_begin = cpu_layer_begin;
     b->buffers = cpu_buffers;
+    b->buffers_bf16 = NULL;
     b->submit = cpu_submit;
-    b->layer_end = cpu_layer_end;
+    b->seal = cpu_nothing;
+    b->collect = cpu_nothing;
     b->close = cpu_close;
     cpu_state *cpu = calloc(1, sizeof *cpu);
     b->state = cpu;

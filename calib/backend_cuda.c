@@ -8,9 +8,14 @@
 
 typedef struct cuda_state {
     paro_cuda_ctx *ctx;
-    paro_block_stats *stats;
     int threads;
-    const float *mass, *peak; /* the layer's sums, from layer_end */
+    /* The stats of the open layer, then of the sealed ones, oldest first
+     * (the context keeps the same order). */
+    paro_block_stats *open;
+    paro_block_stats *sealed[2];
+    int n_sealed;
+    paro_block_stats *stats;  /* the layer being collected */
+    const float *mass, *peak; /* its sums, from layer_end */
 } cuda_state;
 
 /* One head's rows of the GPU's f32 sums into the fp64 statistics: they are
@@ -35,7 +40,7 @@ static void add_head(void *arg, uint32_t item, int worker)
 static paro_err cuda_layer_begin(paro_backend *b, paro_block_stats *stats, paro_errinfo *ei)
 {
     cuda_state *cs = b->state;
-    cs->stats = stats;
+    cs->open = stats;
     /* The counts are the driver's, added per sample. */
     memset(stats->count, 0, (size_t)stats->n_buckets * stats->heads * sizeof *stats->count);
     return paro_cuda_layer_begin(cs->ctx, ei);
@@ -46,17 +51,42 @@ static paro_err cuda_buffers(paro_backend *b, float **q, float **k, paro_errinfo
     return paro_cuda_next_buffers(((cuda_state *)b->state)->ctx, q, k, ei);
 }
 
+static paro_err cuda_buffers_bf16(paro_backend *b, uint16_t **q, uint16_t **k, paro_errinfo *ei)
+{
+    return paro_cuda_next_buffers_bf16(((cuda_state *)b->state)->ctx, q, k, ei);
+}
+
 static paro_err cuda_submit(paro_backend *b, uint32_t bucket, paro_errinfo *ei)
 {
     return paro_cuda_submit(((cuda_state *)b->state)->ctx, bucket, ei);
 }
 
-static paro_err cuda_layer_end(paro_backend *b, paro_errinfo *ei)
+static paro_err cuda_seal(paro_backend *b, paro_errinfo *ei)
 {
     cuda_state *cs = b->state;
+    if (!cs->open || cs->n_sealed == 2)
+        return paro_error(ei, PARO_ERR_USAGE, NULL, PARO_NO_OFFSET,
+                          "cuda backend: seal without an open layer");
+    paro_err rc = paro_cuda_layer_seal(cs->ctx, ei);
+    if (rc)
+        return rc;
+    cs->sealed[cs->n_sealed++] = cs->open;
+    cs->open = NULL;
+    return PARO_OK;
+}
+
+static paro_err cuda_collect(paro_backend *b, paro_errinfo *ei)
+{
+    cuda_state *cs = b->state;
+    if (cs->n_sealed == 0)
+        return paro_error(ei, PARO_ERR_USAGE, NULL, PARO_NO_OFFSET,
+                          "cuda backend: collect without a sealed layer");
     paro_err rc = paro_cuda_layer_end(cs->ctx, &cs->mass, &cs->peak, ei);
     if (rc)
         return rc;
+    cs->stats = cs->sealed[0];
+    cs->sealed[0] = cs->sealed[1];
+    cs->n_sealed--;
     paro_block_stats *st = cs->stats;
     paro_parallel_for(cs->threads, (st->n_buckets + 1) * st->heads, add_head, cs);
     return PARO_OK;
@@ -78,8 +108,10 @@ paro_err paro_backend_cuda_open(paro_backend *b, const paro_backend_shape *s, in
     b->name = "cuda";
     b->layer_begin = cuda_layer_begin;
     b->buffers = cuda_buffers;
+    b->buffers_bf16 = cuda_buffers_bf16;
     b->submit = cuda_submit;
-    b->layer_end = cuda_layer_end;
+    b->seal = cuda_seal;
+    b->collect = cuda_collect;
     b->close = cuda_close;
     b->state = NULL;
     if (paro_cuda_device_count(ei) <= device)

@@ -287,11 +287,15 @@ typedef struct read_job {
     paro_sample_file *sf;
     uint32_t layer, heads;
     size_t head_floats;
-    float *q, *k;
+    float *q, *k;       /* f32 buffers, or */
+    uint16_t *q16, *k16; /* bf16 ones (a bf16 sample for a backend that takes it) */
     uLong *part;       /* [2 * heads] */
     paro_err *rc;      /* [2 * heads] */
     paro_errinfo *ei;  /* [2 * heads] */
 } read_job;
+
+/* Elements of a bf16 head widened at a time for its digest. */
+#define DIGEST_CHUNK 4096
 
 static void read_head(void *ctx, uint32_t item, int worker)
 {
@@ -299,14 +303,42 @@ static void read_head(void *ctx, uint32_t item, int worker)
     (void)worker;
     const int is_k = item >= job->heads;
     const uint32_t h = item % job->heads;
-    float *dst = is_k ? job->k : job->q;
+    const paro_kind kind = is_k ? PARO_KIND_K : PARO_KIND_Q;
     paro_errinfo_clear(&job->ei[item]);
-    job->rc[item] = paro_sample_read_heads(job->sf, is_k ? PARO_KIND_K : PARO_KIND_Q, job->layer,
-                                           h, h + 1, dst, &job->ei[item]);
-    if (!job->rc[item])
-        job->part[item] = crc32_z(crc32(0L, Z_NULL, 0),
-                                  (const Bytef *)(dst + h * job->head_floats),
-                                  job->head_floats * sizeof *dst);
+    uLong crc = crc32(0L, Z_NULL, 0);
+    if (job->q16) {
+        uint16_t *dst = (is_k ? job->k16 : job->q16) + h * job->head_floats;
+        job->rc[item] =
+            paro_sample_read_heads_bf16(job->sf, kind, job->layer, h, h + 1,
+                                        is_k ? job->k16 : job->q16, &job->ei[item]);
+        /* The digest covers the values as f32 whatever the buffers hold. */
+        float wide[DIGEST_CHUNK];
+        for (size_t at = 0; !job->rc[item] && at < job->head_floats; at += DIGEST_CHUNK) {
+            size_t len = job->head_floats - at < DIGEST_CHUNK ? job->head_floats - at
+                                                               : DIGEST_CHUNK;
+            paro_convert_to_f32(PARO_DTYPE_BF16, dst + at, wide, len);
+            crc = crc32_z(crc, (const Bytef *)wide, len * sizeof *wide);
+        }
+    } else {
+        float *dst = is_k ? job->k : job->q;
+        job->rc[item] = paro_sample_read_heads(job->sf, kind, job->layer, h, h + 1, dst,
+                                               &job->ei[item]);
+        if (!job->rc[item])
+            crc = crc32_z(crc, (const Bytef *)(dst + h * job->head_floats),
+                          job->head_floats * sizeof *dst);
+    }
+    job->part[item] = crc;
+}
+
+/* Whether a sample's Q and K of a layer can go to the backend as bf16. */
+static int sample_is_bf16(const paro_backend *backend, paro_sample_file *sf, uint32_t layer)
+{
+    if (!backend->buffers_bf16)
+        return 0;
+    paro_dtype dq, dk;
+    return paro_sample_dtype(sf, PARO_KIND_Q, layer, &dq, NULL) == PARO_OK &&
+           paro_sample_dtype(sf, PARO_KIND_K, layer, &dk, NULL) == PARO_OK &&
+           dq == PARO_DTYPE_BF16 && dk == PARO_DTYPE_BF16;
 }
 
 /* Reads one sample's Q and K of a layer into the backend's buffers and adds
@@ -316,20 +348,21 @@ static void read_head(void *ctx, uint32_t item, int worker)
 static paro_err read_sample(paro_backend *backend, const paro_manifest *m, uint32_t sample,
                             uint32_t layer, int threads, uLong *crc, paro_errinfo *ei)
 {
-    float *q, *k;
     paro_sample_file *sf = NULL;
-    paro_err rc = backend->buffers(backend, &q, &k, ei);
-    if (!rc)
-        rc = paro_sample_open(m, sample, &sf, ei);
+    paro_err rc = paro_sample_open(m, sample, &sf, ei);
     if (rc)
         return rc;
     const uint32_t items = 2 * m->heads;
-    read_job job = {sf, layer, m->heads, (size_t)m->n_tokens * m->head_dim, q, k,
-                    malloc(items * sizeof(uLong)), malloc(items * sizeof(paro_err)),
+    read_job job = {sf, layer, m->heads, (size_t)m->n_tokens * m->head_dim, NULL, NULL,
+                    NULL, NULL, malloc(items * sizeof(uLong)), malloc(items * sizeof(paro_err)),
                     malloc(items * sizeof(paro_errinfo))};
-    if (!job.part || !job.rc || !job.ei) {
+    if (sample_is_bf16(backend, sf, layer))
+        rc = backend->buffers_bf16(backend, &job.q16, &job.k16, ei);
+    else
+        rc = backend->buffers(backend, &job.q, &job.k, ei);
+    if (!rc && (!job.part || !job.rc || !job.ei)) {
         rc = paro_error(ei, PARO_ERR_NOMEM, NULL, PARO_NO_OFFSET, "out of memory");
-    } else {
+    } else if (!rc) {
         paro_parallel_for(threads, items, read_head, &job);
         /* The first failure in (tensor, head) order: the same message
          * whatever the thread count. */
@@ -588,54 +621,45 @@ static int lane_should_stop(lane *ln)
     return failed;
 }
 
-/* Reads every sample of each layer of the lane's share, hands them to its
- * backend, and scores the previous layer on the finisher thread meanwhile. */
+/* Reads every sample of each layer of the lane's share and hands them to its
+ * backend.  A layer is collected once the next one's samples are queued, so
+ * a GPU computes layer L+1 while the host collects layer L and scores it on
+ * the finisher thread, and reads layer L+2. */
 static paro_err lane_run(lane *ln, paro_errinfo *ei)
 {
     calib_shared *sh = ln->sh;
     const paro_manifest *m = sh->m;
     const paro_calib_config *cfg = &ln->cfg;
     paro_calib_timing *timing = &ln->timing;
+    paro_backend *be = &ln->backend;
     paro_err rc = PARO_OK;
-    if (ln->n_todo == 0)
-        return PARO_OK;
-    rc = ln->backend.layer_begin(&ln->backend, &ln->stats[0], ei);
-    int cur = 0; /* stats[cur] takes the layer being read */
-    for (uint32_t ti = 0; !rc && ti < ln->n_todo; ti++) {
+    int cur = 0;      /* stats[cur] takes the layer being read */
+    int pending = 0;  /* the previous layer is sealed and not yet collected */
+    uint32_t pending_li = 0;
+    for (uint32_t ti = 0; ti < ln->n_todo; ti++) {
         const uint32_t li = ln->todo[ti], layer = sh->layers[li];
         uLong crc = crc32(0L, Z_NULL, 0);
-        for (size_t si = 0; !rc && si < sh->n_samples; si++) {
+        for (size_t si = 0; si < sh->n_samples; si++) {
             if (lane_should_stop(ln))
                 return paro_error(ei, PARO_ERR_INTERRUPTED, NULL, PARO_NO_OFFSET,
                                   "interrupted");
             double t0 = now_s();
-            rc = read_sample(&ln->backend, m, sh->samples[si], layer, cfg->threads, &crc, ei);
+            rc = read_sample(be, m, sh->samples[si], layer, cfg->threads, &crc, ei);
             timing->read += now_s() - t0;
             if (rc)
-                break;
-            if (si == 0 && ti > 0) {
-                /* The previous layer's last sample ran on the GPU while this
-                 * one was read.  Collect it, score it on another thread, and
-                 * start this layer in the other stats. */
-                t0 = now_s();
-                rc = ln->backend.layer_end(&ln->backend, ei);
-                timing->collect += now_s() - t0;
-                if (!rc)
-                    rc = finisher_join(&ln->fin, ei);
-                if (rc)
-                    break;
-                finisher_start(&ln->fin, sh->plan, ln->todo[ti - 1], sh->tiling,
-                               &ln->stats[cur], cfg);
-                cur ^= 1;
-                rc = ln->backend.layer_begin(&ln->backend, &ln->stats[cur], ei);
-                if (rc)
-                    break;
+                return rc;
+            if (si == 0) {
+                /* The layer before the previous one was scored from
+                 * stats[cur]; this layer takes them over. */
+                if ((rc = finisher_join(&ln->fin, ei)) ||
+                    (rc = be->layer_begin(be, &ln->stats[cur], ei)))
+                    return rc;
             }
             t0 = now_s();
-            rc = ln->backend.submit(&ln->backend, sh->bucket[si], ei);
+            rc = be->submit(be, sh->bucket[si], ei);
             timing->submit += now_s() - t0;
             if (rc)
-                break;
+                return rc;
             for (uint32_t h = 0; h < m->heads; h++)
                 ln->stats[cur].count[(size_t)sh->bucket[si] * ln->stats[cur].heads + h]++;
             if (lane_step(ln, layer, sh->samples[si]))
@@ -643,18 +667,30 @@ static paro_err lane_run(lane *ln, paro_errinfo *ei)
                                   "interrupted");
         }
         sh->plan->layer_crc32[li] = (uint32_t)crc;
+        if ((rc = be->seal(be, ei)))
+            return rc;
+        if (pending) {
+            double t0 = now_s();
+            rc = be->collect(be, ei);
+            timing->collect += now_s() - t0;
+            if (rc)
+                return rc;
+            finisher_start(&ln->fin, sh->plan, pending_li, sh->tiling, &ln->stats[cur ^ 1], cfg);
+        }
+        pending = 1;
+        pending_li = li;
+        cur ^= 1;
     }
-    if (rc)
-        return rc;
-    double t0 = now_s();
-    rc = ln->backend.layer_end(&ln->backend, ei);
-    timing->collect += now_s() - t0;
-    if (!rc)
-        rc = finisher_join(&ln->fin, ei);
-    if (!rc) {
-        finisher_start(&ln->fin, sh->plan, ln->todo[ln->n_todo - 1], sh->tiling,
-                       &ln->stats[cur], cfg);
-        rc = finisher_join(&ln->fin, ei);
+    if (pending) {
+        double t0 = now_s();
+        rc = be->collect(be, ei);
+        timing->collect += now_s() - t0;
+        if (!rc)
+            rc = finisher_join(&ln->fin, ei);
+        if (!rc) {
+            finisher_start(&ln->fin, sh->plan, pending_li, sh->tiling, &ln->stats[cur ^ 1], cfg);
+            rc = finisher_join(&ln->fin, ei);
+        }
     }
     return rc;
 }
