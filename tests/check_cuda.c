@@ -37,16 +37,23 @@ typedef struct gpu_case {
     uint32_t heads, d, bq, bk, samples, buckets;
     input_kind input;
     double spread;
+    double offset; /* added to Q, taken from K: every score negative when large */
 } gpu_case;
 
 static const gpu_case cases[] = {
-    {"odd grid, text first, bf16", {3, 5, 7}, 5, 0, 3, 64, 64, 64, 1, 1, INPUT_BF16, 1.0},
-    {"odd grid, text last, f32 (split)", {3, 5, 7}, 5, 1, 2, 64, 64, 64, 1, 1, INPUT_F32, 1.0},
-    {"f16 input (split)", {2, 9, 11}, 3, 0, 2, 64, 64, 64, 1, 1, INPUT_F16, 1.5},
-    {"image 1x24x32, d32, 128x64", {1, 24, 32}, 0, 0, 2, 32, 128, 64, 1, 1, INPUT_BF16, 1.0},
-    {"d128, 64x128, sharp", {4, 6, 10}, 7, 0, 2, 128, 64, 128, 1, 1, INPUT_BF16, 2.0},
-    {"128x128, three samples, two buckets", {2, 12, 20}, 9, 0, 2, 64, 128, 128, 3, 2, INPUT_BF16, 1.0},
+    {"odd grid, text first, bf16", {3, 5, 7}, 5, 0, 3, 64, 64, 64, 1, 1, INPUT_BF16, 1.0, 0.0},
+    {"odd grid, text last, f32 (split)", {3, 5, 7}, 5, 1, 2, 64, 64, 64, 1, 1, INPUT_F32, 1.0, 0.0},
+    {"f16 input (split)", {2, 9, 11}, 3, 0, 2, 64, 64, 64, 1, 1, INPUT_F16, 1.5, 0.0},
+    {"image 1x24x32, d32, 128x64", {1, 24, 32}, 0, 0, 2, 32, 128, 64, 1, 1, INPUT_BF16, 1.0, 0.0},
+    {"d128, 64x128, sharp", {4, 6, 10}, 7, 0, 2, 128, 64, 128, 1, 1, INPUT_BF16, 2.0, 0.0},
+    {"128x128, three samples, two buckets", {2, 12, 20}, 9, 0, 2, 64, 128, 128, 3, 2, INPUT_BF16, 1.0, 0.0},
+    {"every score negative", {3, 8, 12}, 4, 0, 2, 64, 64, 64, 1, 1, INPUT_BF16, 1.0, 1.5},
 };
+#define N_CASES (sizeof cases / sizeof *cases)
+
+/* Both designs of kernels/tile_stats.cu: the first order with the row
+ * statistics in one pass (0), and the separate row pass (1). */
+static const char *const design_names[2] = {"one pass", "row pass"};
 
 /* Inputs of one sample, rounded to what a capture of that dtype holds. */
 static void make_inputs(const gpu_case *c, uint32_t n, uint64_t seed, float *q, float *k)
@@ -54,8 +61,8 @@ static void make_inputs(const gpu_case *c, uint32_t n, uint64_t seed, float *q, 
     const size_t count = (size_t)c->heads * n * c->d;
     uint64_t rng = seed;
     for (size_t i = 0; i < count; i++) {
-        q[i] = (float)(c->spread * tu_normal(&rng));
-        k[i] = (float)(c->spread * tu_normal(&rng));
+        q[i] = (float)(c->spread * tu_normal(&rng) + c->offset);
+        k[i] = (float)(c->spread * tu_normal(&rng) - c->offset);
     }
     if (c->input == INPUT_F32)
         return;
@@ -69,7 +76,7 @@ static void make_inputs(const gpu_case *c, uint32_t n, uint64_t seed, float *q, 
 }
 
 static paro_cuda_ctx *open_ctx(const paro_tiling *t, uint32_t heads, uint32_t d, uint32_t buckets,
-                               double scale)
+                               double scale, int row_pass)
 {
     const size_t n = t->n_tokens;
     uint32_t *perms = malloc((size_t)t->n_slots * n * sizeof *perms);
@@ -85,7 +92,8 @@ static paro_cuda_ctx *open_ctx(const paro_tiling *t, uint32_t heads, uint32_t d,
                             .n_slots = (uint32_t)t->n_slots,
                             .perms = perms,
                             .n_buckets = buckets,
-                            .scale = scale};
+                            .scale = scale,
+                            .row_pass = row_pass};
     paro_errinfo ei;
     paro_errinfo_clear(&ei);
     paro_cuda_ctx *ctx = NULL;
@@ -128,7 +136,8 @@ static double compare(const char *what, const char *name, const double *gpu, con
 
 START_TEST(kernels_match_cpu_reference)
 {
-    const gpu_case *c = &cases[_i];
+    const gpu_case *c = &cases[_i / 2];
+    const int design = _i % 2;
     paro_errinfo ei;
     paro_errinfo_clear(&ei);
     paro_tiling t;
@@ -142,7 +151,7 @@ START_TEST(kernels_match_cpu_reference)
                                            &ei), PARO_OK);
     ck_assert_int_eq(paro_block_stats_init(&gpu, c->heads, c->buckets, (uint32_t)slots, t.nq, t.nk,
                                            &ei), PARO_OK);
-    paro_cuda_ctx *ctx = open_ctx(&t, c->heads, c->d, c->buckets, scale);
+    paro_cuda_ctx *ctx = open_ctx(&t, c->heads, c->d, c->buckets, scale, design);
     ck_assert_int_eq(paro_cuda_layer_begin(ctx, &ei), PARO_OK);
 
     double *mass = malloc(slots * nt * sizeof *mass), *peak = malloc(slots * nt * sizeof *peak);
@@ -150,7 +159,7 @@ START_TEST(kernels_match_cpu_reference)
     for (uint32_t s = 0; s < c->samples; s++) {
         float *q, *k;
         ck_assert_int_eq(paro_cuda_next_buffers(ctx, &q, &k, &ei), PARO_OK);
-        make_inputs(c, n, g_seed + 100 * (uint64_t)_i + s, q, k);
+        make_inputs(c, n, g_seed + 100 * (uint64_t)(_i / 2) + s, q, k);
         const uint32_t bucket = s % c->buckets;
         for (uint32_t h = 0; h < c->heads; h++) {
             size_t off = (size_t)h * n * c->d;
@@ -165,8 +174,9 @@ START_TEST(kernels_match_cpu_reference)
                   "layer_end: %s", ei.msg);
     double wm = compare("mass", c->name, gpu.mass, cpu.mass, per_bucket * c->buckets);
     double wp = compare("peak", c->name, gpu.peak, cpu.peak, per_bucket);
-    printf("  %-40s N=%-5u tiles %ux%u slots %zu: worst relative error mass %.2e, peak %.2e\n",
-           c->name, n, t.nq, t.nk, slots, wm, wp);
+    printf("  %-36s %-8s N=%-5u tiles %ux%u slots %zu: worst relative error mass %.2e, "
+           "peak %.2e\n",
+           c->name, design_names[design], n, t.nq, t.nk, slots, wm, wp);
 
     /* Run to run: the same inputs give the same bits. */
     double *again_mass = calloc(per_bucket * c->buckets, sizeof *again_mass);
@@ -175,7 +185,7 @@ START_TEST(kernels_match_cpu_reference)
     for (uint32_t s = 0; s < c->samples; s++) {
         float *q, *k;
         ck_assert_int_eq(paro_cuda_next_buffers(ctx, &q, &k, &ei), PARO_OK);
-        make_inputs(c, n, g_seed + 100 * (uint64_t)_i + s, q, k);
+        make_inputs(c, n, g_seed + 100 * (uint64_t)(_i / 2) + s, q, k);
         ck_assert_int_eq(paro_cuda_submit(ctx, s % c->buckets, &ei), PARO_OK);
     }
     ck_assert_int_eq(layer_end_into(ctx, again_mass, per_bucket * c->buckets, again_peak,
@@ -218,7 +228,7 @@ static void planted_parity(const uint32_t grid[3], uint32_t text, uint32_t heads
     paro_block_stats cpu, gpu;
     ck_assert_int_eq(paro_block_stats_init(&cpu, heads, 1, (uint32_t)slots, t.nq, t.nk, &ei), PARO_OK);
     ck_assert_int_eq(paro_block_stats_init(&gpu, heads, 1, (uint32_t)slots, t.nq, t.nk, &ei), PARO_OK);
-    paro_cuda_ctx *ctx = open_ctx(&t, heads, 64, 1, 0.125);
+    paro_cuda_ctx *ctx = open_ctx(&t, heads, 64, 1, 0.125, 0);
     ck_assert_int_eq(paro_cuda_layer_begin(ctx, &ei), PARO_OK);
     float *q, *k;
     ck_assert_int_eq(paro_cuda_next_buffers(ctx, &q, &k, &ei), PARO_OK);
@@ -297,6 +307,100 @@ START_TEST(planted_reference_layer)
 }
 END_TEST
 
+/* Two layers in flight (the second begun before the first is collected),
+ * the second read through bf16 buffers: both match the CPU, and the bf16
+ * buffers give the bits the f32 ones give for the same values. */
+START_TEST(pipelined_layers_and_bf16_buffers)
+{
+    const gpu_case *c = &cases[0];
+    paro_errinfo ei;
+    paro_errinfo_clear(&ei);
+    paro_tiling t;
+    ck_assert_int_eq(paro_tiling_init(&t, c->grid, c->text, c->text_last, c->bq, c->bk, &ei),
+                     PARO_OK);
+    const uint32_t n = t.n_tokens;
+    const double scale = 1.0 / sqrt((double)c->d);
+    const size_t nt = paro_tiling_tiles(&t), slots = (size_t)t.n_slots;
+    const size_t count = (size_t)c->heads * n * c->d, acc = (size_t)c->heads * slots * nt;
+    float *inputs[2][2]; /* [layer][q, k] */
+    for (int l = 0; l < 2; l++) {
+        inputs[l][0] = malloc(count * sizeof(float));
+        inputs[l][1] = malloc(count * sizeof(float));
+        make_inputs(c, n, g_seed + 7000 + (uint64_t)l, inputs[l][0], inputs[l][1]);
+    }
+    paro_cuda_ctx *ctx = open_ctx(&t, c->heads, c->d, 1, scale, 0);
+    for (int l = 0; l < 2; l++) {
+        ck_assert_int_eq(paro_cuda_layer_begin(ctx, &ei), PARO_OK);
+        if (l == 0) {
+            float *q, *k;
+            ck_assert_int_eq(paro_cuda_next_buffers(ctx, &q, &k, &ei), PARO_OK);
+            memcpy(q, inputs[l][0], count * sizeof(float));
+            memcpy(k, inputs[l][1], count * sizeof(float));
+        } else {
+            uint16_t *q, *k;
+            ck_assert_int_eq(paro_cuda_next_buffers_bf16(ctx, &q, &k, &ei), PARO_OK);
+            paro_convert_from_f32(PARO_DTYPE_BF16, inputs[l][0], q, count);
+            paro_convert_from_f32(PARO_DTYPE_BF16, inputs[l][1], k, count);
+        }
+        ck_assert_msg(paro_cuda_submit(ctx, 0, &ei) == PARO_OK, "submit: %s", ei.msg);
+        ck_assert_msg(paro_cuda_layer_seal(ctx, &ei) == PARO_OK, "seal: %s", ei.msg);
+    }
+    /* a third layer cannot begin while two wait */
+    ck_assert_int_eq(paro_cuda_layer_begin(ctx, &ei), PARO_ERR_USAGE);
+    paro_errinfo_clear(&ei);
+    double *gpu[2][2], *cpu_mass = calloc(acc, sizeof(double)), *cpu_peak = calloc(acc, sizeof(double));
+    double *mass = malloc(slots * nt * sizeof *mass), *peak = malloc(slots * nt * sizeof *peak);
+    void *scratch = malloc(paro_tile_stats_scratch_bytes(&t, c->d));
+    for (int l = 0; l < 2; l++) {
+        gpu[l][0] = calloc(acc, sizeof(double));
+        gpu[l][1] = calloc(acc, sizeof(double));
+        ck_assert_msg(layer_end_into(ctx, gpu[l][0], acc, gpu[l][1], acc, &ei) == PARO_OK,
+                      "layer_end: %s", ei.msg);
+    }
+    for (int l = 0; l < 2; l++) {
+        memset(cpu_mass, 0, acc * sizeof(double));
+        memset(cpu_peak, 0, acc * sizeof(double));
+        for (uint32_t h = 0; h < c->heads; h++) {
+            size_t off = (size_t)h * n * c->d;
+            paro_tile_stats_cpu(&t, inputs[l][0] + off, inputs[l][1] + off, c->d, scale, mass,
+                                peak, scratch);
+            for (size_t i = 0; i < slots * nt; i++) {
+                cpu_mass[h * slots * nt + i] = mass[i];
+                cpu_peak[h * slots * nt + i] = peak[i];
+            }
+        }
+        compare("mass", l ? "pipelined, bf16 buffers" : "pipelined", gpu[l][0], cpu_mass, acc);
+        compare("peak", l ? "pipelined, bf16 buffers" : "pipelined", gpu[l][1], cpu_peak, acc);
+    }
+    /* the second layer again through f32 buffers */
+    double *again_mass = calloc(acc, sizeof(double)), *again_peak = calloc(acc, sizeof(double));
+    float *q, *k;
+    ck_assert_int_eq(paro_cuda_layer_begin(ctx, &ei), PARO_OK);
+    ck_assert_int_eq(paro_cuda_next_buffers(ctx, &q, &k, &ei), PARO_OK);
+    memcpy(q, inputs[1][0], count * sizeof(float));
+    memcpy(k, inputs[1][1], count * sizeof(float));
+    ck_assert_int_eq(paro_cuda_submit(ctx, 0, &ei), PARO_OK);
+    ck_assert_int_eq(layer_end_into(ctx, again_mass, acc, again_peak, acc, &ei), PARO_OK);
+    ck_assert_mem_eq(again_mass, gpu[1][0], acc * sizeof(double));
+    ck_assert_mem_eq(again_peak, gpu[1][1], acc * sizeof(double));
+    for (int l = 0; l < 2; l++) {
+        free(inputs[l][0]);
+        free(inputs[l][1]);
+        free(gpu[l][0]);
+        free(gpu[l][1]);
+    }
+    free(again_mass);
+    free(again_peak);
+    free(cpu_mass);
+    free(cpu_peak);
+    free(mass);
+    free(peak);
+    free(scratch);
+    paro_cuda_close(ctx);
+    paro_tiling_free(&t);
+}
+END_TEST
+
 START_TEST(unsupported_shapes_are_refused)
 {
     paro_errinfo ei;
@@ -332,7 +436,8 @@ int main(void)
 
     Suite *s = suite_create("cuda");
     TCase *tc = tcase_create("kernels");
-    tcase_add_loop_test(tc, kernels_match_cpu_reference, 0, (int)(sizeof cases / sizeof *cases));
+    tcase_add_loop_test(tc, kernels_match_cpu_reference, 0, 2 * (int)N_CASES);
+    tcase_add_test(tc, pipelined_layers_and_bf16_buffers);
     tcase_add_test(tc, unsupported_shapes_are_refused);
     tcase_add_test(tc, planted_orders_and_masks_agree);
     if (!getenv("PARO_CUDA_SMALL"))

@@ -11,9 +11,15 @@ DESIGN.md (48 heads, grid 13x30x45 + 226 text tokens, d = 64, bf16, blocks
    way: per head and order, permute Q and K and compute the map again;
 3. paro_kernel_ms: paro's kernels on the same Q/K (CUDA events, median), and
    paro_command_ms: `paro calibrate --device cuda` from the files, whole;
+   paro_kernel_row_pass_ms: the earlier design (a separate row-statistics
+   pass before the six orders) on the same Q/K, to compare the two;
 4. peak_extra_gpu_bytes: device memory paro's backend holds for the layer;
 5. optionally (--disk-layers L): a capture of L layer-samples calibrated from
-   disk, against the read time of its files and L kernel times.
+   disk, against the read time of its files and L kernel times: the whole
+   command's efficiency (the floor, the slower of reading and the kernels,
+   over the command's time), and the steady state's, which leaves out what
+   a run pays once (start-up, the first read, the last scoring): the time
+   of L layers less that of one, against L - 1 layer floors.
 
 Run from the repository root on the GPU machine after `make bench`:
     python3 tests/bench/calibrate_cuda.py --commit $(git rev-parse HEAD) \
@@ -178,12 +184,17 @@ def main():
 
     # 3. paro: kernels alone, and the whole command from the files
     manifest = os.path.join(ref, "manifest.json")
-    bench = json.loads(subprocess.run([args.bench, manifest, "0", "20", str(BLOCK)], check=True,
-                                      capture_output=True, text=True).stdout)
+    def bench_kernels(row_pass):
+        return json.loads(subprocess.run([args.bench, manifest, "0", "20", str(BLOCK), str(row_pass)],
+                                         check=True, capture_output=True, text=True).stdout)
+    bench = bench_kernels(0)
     result["paro_kernel_ms"] = bench["kernel_ms_median"]
     result["paro_kernel_ms_min"] = bench["kernel_ms_min"]
     result["peak_extra_gpu_bytes"] = bench["device_bytes"]
     result["device"] = bench["device"]
+    older = bench_kernels(1)
+    result["paro_kernel_row_pass_ms"] = older["kernel_ms_median"]
+    result["row_pass_extra_gpu_bytes"] = older["device_bytes"]
     times = []
     for _ in range(3):
         t0 = time.perf_counter()
@@ -211,16 +222,29 @@ def main():
                 while chunk := f.read(1 << 24):
                     nbytes += len(chunk)
         read_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        run([args.paro, "-q", "calibrate", "--device", "cuda", "-m",
-             os.path.join(big, "manifest.json"), "-o", os.path.join(args.work, "disk.paro")])
-        command_s = time.perf_counter() - t0
+        def calibrate_s(*extra):
+            t0 = time.perf_counter()
+            run([args.paro, "-q", "calibrate", "--device", "cuda", "-m",
+                 os.path.join(big, "manifest.json"), "-o", os.path.join(args.work, "disk.paro"),
+                 *extra])
+            return time.perf_counter() - t0
+        command_s = statistics.median(calibrate_s() for _ in range(3))
+        one_layer_s = statistics.median(calibrate_s("--layers", "0") for _ in range(3))
         kernel_s = args.disk_layers * result["paro_kernel_ms"] / 1000
         floor = max(read_s, kernel_s)
+        steady_floor = floor * (args.disk_layers - 1) / args.disk_layers
         result["disk"] = {"layer_samples": args.disk_layers, "bytes": nbytes,
                           "read_s": read_s, "read_gbps": nbytes / read_s / 1e9,
                           "kernel_s": kernel_s, "command_s": command_s,
-                          "efficiency": floor / command_s}
+                          "one_layer_command_s": one_layer_s,
+                          "efficiency": floor / command_s,
+                          "steady_state_efficiency": steady_floor / (command_s - one_layer_s)}
+        verbose = subprocess.run([args.paro, "-vv", "calibrate", "--device", "cuda", "-m",
+                                  os.path.join(big, "manifest.json"), "-o",
+                                  os.path.join(args.work, "disk-v.paro")],
+                                 check=True, capture_output=True, text=True)
+        result["disk"]["time_split"] = [line for line in verbose.stderr.splitlines()
+                                        if line.startswith("paro: time:")]
 
     text = json.dumps(result, indent=2)
     print(text)
