@@ -447,32 +447,26 @@ __global__ void __launch_bounds__(kCtaRows, PARO_TILE_MIN_BLOCKS * 128 / kCtaRow
             }
         }
         __syncthreads(); /* scratch and log_norm complete */
-        /* Each warp reduces whole tiles over their rows: lanes split the
-         * rows, then a butterfly, so the order is fixed. */
+        /* Each thread reduces whole tiles over their rows, in row order:
+         * the loads of successive rows are independent, so many are in
+         * flight, and no shuffles are needed. */
         float *mass = args.mass + (size_t)head * args.n_slots * tiles;
         float *peak = args.peak + (size_t)head * args.n_slots * tiles;
-        for (int task = warp; task < kBlocks * nk; task += kCtaWarps) {
+        for (int task = threadIdx.x; task < kBlocks * nk; task += kThreads) {
             const int blk = task / nk, j = task % nk, qblock = qblock0 + blk;
             if (qblock >= args.nq)
                 break; /* tasks are in block order: the rest are past the end too */
+            const float2 *col = scratch + (size_t)j * kCtaRows + blk * BQ;
+            const float *norm = log_norm + blk * BQ;
             float sum = 0.f, top = 0.f;
-#pragma unroll
-            for (int i = lane; i < BQ; i += 32) {
-                const int row = blk * BQ + i;
-                const float norm = log_norm[row];
-                const float2 v = scratch[(size_t)j * kCtaRows + row];
-                sum += ex2(v.x - norm);
-                top = fmaxf(top, ex2(v.y - norm));
+#pragma unroll 8
+            for (int i = 0; i < BQ; i++) {
+                const float2 v = col[i];
+                sum += ex2(v.x - norm[i]);
+                top = fmaxf(top, ex2(v.y - norm[i]));
             }
-#pragma unroll
-            for (int off = 16; off > 0; off >>= 1) {
-                sum += __shfl_xor_sync(0xffffffffu, sum, off);
-                top = fmaxf(top, __shfl_xor_sync(0xffffffffu, top, off));
-            }
-            if (lane == 0) {
-                mass[(size_t)qblock * nk + j] += sum;
-                peak[(size_t)qblock * nk + j] += top;
-            }
+            mass[(size_t)qblock * nk + j] += sum;
+            peak[(size_t)qblock * nk + j] += top;
         }
         __syncthreads(); /* before the next item reuses shared memory and scratch */
     }
@@ -589,9 +583,9 @@ struct paro_cuda_ctx {
     int host_bf16;           /* the last next_buffers call handed out bf16 */
     uint32_t *perms;         /* device [n_slots][n] */
     float *row_max, *row_inv;
-    float2 *scratch;         /* the first pass's, [first_grid][nk][kCtaRows] */
+    float2 *scratch;         /* the first pass's, [blocks][nk][kCtaRows] */
     unsigned *next_item;     /* the first pass's work counter */
-    int first_grid;          /* resident blocks of the first pass */
+    int first_grid[2];       /* resident blocks of the first pass, without and with lo parts */
     acc_set acc[2];
     int open;                /* acc set taking samples, -1 when none */
     int sealed_order[2];     /* sealed sets, oldest first */
@@ -733,7 +727,7 @@ static paro_err open_ctx(paro_cuda_ctx *ctx, const paro_cuda_geometry *g, paro_e
                                  cudaMemcpyHostToDevice));
     /* Kernels that want more than 48 KiB of shared memory must say so; the
      * first pass's grid is what stays resident, its scratch one per block. */
-    int per_sm = 0, sms = 0;
+    int per_sm[2] = {0, 0}, sms = 0;
     CUDA_TRY(ei, dev, cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
     for (int split = 0; split < 2; split++) {
         Kernels kn = pick_kernels((int)g->head_dim, (int)g->block_q, (int)g->block_k, split);
@@ -744,25 +738,28 @@ static paro_err open_ctx(paro_cuda_ctx *ctx, const paro_cuda_geometry *g, paro_e
         CUDA_TRY(ei, dev, cudaFuncSetAttribute(kn.first,
                                                cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                (int)kn.first_smem));
-        int blocks = 0;
         CUDA_TRY(ei, dev, cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-                              &blocks, kn.first, kCtaRows, kn.first_smem));
-        if (split == 0 || blocks < per_sm)
-            per_sm = blocks;
+                              &per_sm[split], kn.first, kCtaRows, kn.first_smem));
     }
     if (!g->row_pass) {
+        /* As many blocks as stay resident (inputs with lo parts need more
+         * shared memory, so fewer of them), within the scratch cap. */
         const size_t per_block = (size_t)g->nk * kCtaRows * sizeof(float2);
         const int blocks_per_cta = kCtaRows / (int)g->block_q;
         const size_t items = (size_t)g->heads * ((g->nq + blocks_per_cta - 1) / blocks_per_cta);
-        size_t grid = (size_t)(per_sm > 0 ? per_sm : 1) * (size_t)sms;
-        if (grid > kMaxScratchBytes / per_block)
-            grid = kMaxScratchBytes / per_block;
-        if (grid > items)
-            grid = items;
-        if (grid < 1)
-            grid = 1;
-        ctx->first_grid = (int)grid;
-        if ((rc = dev_alloc(ctx, (void **)&ctx->scratch, grid * per_block, ei)))
+        size_t most = 1;
+        for (int split = 0; split < 2; split++) {
+            size_t grid = (size_t)(per_sm[split] > 0 ? per_sm[split] : 1) * (size_t)sms;
+            if (grid > kMaxScratchBytes / per_block)
+                grid = kMaxScratchBytes / per_block;
+            if (grid > items)
+                grid = items;
+            if (grid < 1)
+                grid = 1;
+            ctx->first_grid[split] = (int)grid;
+            most = grid > most ? grid : most;
+        }
+        if ((rc = dev_alloc(ctx, (void **)&ctx->scratch, most * per_block, ei)))
             return rc;
     }
     ctx->open = -1;
@@ -938,7 +935,7 @@ static paro_err launch_sample(paro_cuda_ctx *ctx, int set, int split, uint32_t b
                         (int)g->heads, (int)g->n_slots, (int)ctas, c,
                         ctx->perms,   ctx->row_max, ctx->row_inv, mass,
                         a->peak,      ctx->scratch, ctx->next_item};
-        kn.first<<<ctx->first_grid, kCtaRows, kn.first_smem, ctx->compute>>>(fa);
+        kn.first<<<ctx->first_grid[split != 0], kCtaRows, kn.first_smem, ctx->compute>>>(fa);
         CUDA_TRY(ei, dev, cudaGetLastError());
         slot0 = 1;
     }
