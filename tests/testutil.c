@@ -9,6 +9,9 @@
 #include <sys/stat.h> /* stat */
 #include <unistd.h>   /* remove */
 
+#include "safetensors.h" /* paro_st_write */
+#include "synth.h"       /* paro_synth_layer */
+
 char *tu_mkdtemp(void)
 {
     const char *base = getenv("TMPDIR");
@@ -118,3 +121,67 @@ paro_err tu_mem_sink(void *user, const void *buf, size_t n, paro_errinfo *ei)
     m->len += n;
     return PARO_OK;
 }
+
+/* ---- tiny captures ---- */
+
+char *tu_write_capture(const char *dir, const tu_capture *cs)
+{
+    paro_synth_config c = {.grid = {cs->grid[0], cs->grid[1], cs->grid[2]},
+                           .text_tokens = cs->text,
+                           .text_last = cs->text_last,
+                           .layers = cs->layers,
+                           .heads = cs->heads,
+                           .head_dim = cs->d,
+                           .samples = cs->samples,
+                           .seed = cs->seed};
+    const size_t n = cs->text + (size_t)cs->grid[0] * cs->grid[1] * cs->grid[2];
+    const size_t per = (size_t)cs->heads * n * cs->d;
+    float *buf = malloc(3 * cs->layers * per * sizeof *buf);
+    char names[3 * 8][32];
+    paro_st_write_tensor t[3 * 8];
+    char json[4096];
+    int used = snprintf(json, sizeof json,
+                        "{\"format\": \"paro-capture\", \"version\": 1, \"model\": \"tiny\", "
+                        "\"grid\": [%u, %u, %u], \"text_tokens\": %u, \"text_position\": \"%s\", "
+                        "\"layers\": %u, \"heads\": %u, \"head_dim\": %u, \"samples\": [",
+                        cs->grid[0], cs->grid[1], cs->grid[2], cs->text,
+                        cs->text_last ? "last" : "first", cs->layers, cs->heads, cs->d);
+    ck_assert_uint_le(cs->layers, 8);
+    for (uint32_t s = 0; s < cs->samples; s++) {
+        size_t nt = 0;
+        for (uint32_t l = 0; l < cs->layers; l++) {
+            float *q = buf + (3 * l) * per, *k = q + per, *v = k + per;
+            paro_synth_layer(&c, s, l, q, k, v);
+            if (cs->spike)
+                for (uint32_t h = 0; h < cs->heads; h++) {
+                    float *qh = q + (size_t)h * n * cs->d, *kh = k + (size_t)h * n * cs->d;
+                    for (size_t i = 0; i < n; i++)
+                        qh[i * cs->d] = 4.0f;
+                    memset(kh, 0, cs->d * sizeof *kh);
+                    kh[0] = 4000.0f;
+                }
+            for (int kind = 0; kind < (cs->with_v ? 3 : 2); kind++) {
+                snprintf(names[nt], sizeof names[nt], "layers.%u.%c", l, "qkv"[kind]);
+                t[nt] = (paro_st_write_tensor){names[nt], PARO_DTYPE_F32, 3,
+                                               {cs->heads, n, cs->d}, q + kind * per};
+                nt++;
+            }
+        }
+        char file[32];
+        snprintf(file, sizeof file, "s%u.safetensors", s);
+        char *path = tu_path(dir, file);
+        paro_errinfo ei;
+        paro_errinfo_clear(&ei);
+        ck_assert_int_eq(paro_st_write(path, t, nt, &ei), PARO_OK);
+        free(path);
+        used += snprintf(json + used, sizeof json - used,
+                         "%s{\"file\": \"%s\", \"prompt\": %u, \"timestep\": %.17g}",
+                         s ? ", " : "", file, s, 1000.0 - (s + 0.5) * 1000.0 / cs->samples);
+    }
+    used += snprintf(json + used, sizeof json - used, "]}");
+    char *manifest = tu_path(dir, "manifest.json");
+    tu_write_file(manifest, json, (size_t)used);
+    free(buf);
+    return manifest;
+}
+

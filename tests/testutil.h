@@ -4,7 +4,7 @@
 
 #include <check.h>  /* Suite, SRunner */
 #include <stddef.h> /* size_t */
-#include <stdint.h> /* uint64_t */
+#include <stdint.h> /* uint32_t, uint64_t */
 
 #include "error.h" /* paro_err, paro_errinfo */
 
@@ -35,5 +35,25 @@ typedef struct tu_membuf {
     size_t len, cap;
 } tu_membuf;
 paro_err tu_mem_sink(void *user, const void *buf, size_t n, paro_errinfo *ei);
+
+/* ---- tiny captures ---- */
+
+typedef struct tu_capture {
+    uint32_t grid[3], text;
+    int text_last;
+    uint32_t layers, heads, d, samples;
+    int with_v;
+    /* Every query attends to key 0 so strongly that all other
+     * probabilities underflow to exactly 0 (exercises the renormalisation of
+     * rows whose kept entries all underflow). */
+    int spike;
+    uint64_t seed;
+} tu_capture;
+
+/* Writes manifest.json and one safetensors file per sample into dir, with
+ * Q, K (and V) from paro synth's planted heads; sample s has progress
+ * (s + 0.5) / samples.  Returns the manifest's path (malloc'ed).  At most
+ * 8 layers. */
+char *tu_write_capture(const char *dir, const tu_capture *cs);
 
 #endif
