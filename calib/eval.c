@@ -9,6 +9,8 @@
 #include <string.h>  /* memset, memcpy, memcmp, strcmp */
 #include <zlib.h>    /* crc32, crc32_z */
 
+#include "backend.h"    /* paro_backend_cuda_open */
+#include "kernels.h"    /* paro_cuda_eval_* */
 #include "mask.h"       /* paro_build_mask, paro_mask_scratch_bytes */
 #include "order.h"      /* paro_order_parse, PARO_ORDER_FHW */
 #include "parallel.h"   /* paro_parallel_for */
@@ -713,38 +715,15 @@ static double cosine(double dot, double a2, double b2)
     return a2 == 0.0 && b2 == 0.0 ? 1.0 : 0.0;
 }
 
-/* Each head is computed by one thread alone, summing over samples in
- * manifest order: the results do not depend on the thread count. */
-static void eval_head(void *p, uint32_t h, int worker)
+/* One head's sums on one sample into its metrics, summed over samples in
+ * manifest order.  sums: [n_sets]; quant: INT8 and INT4 squared errors in
+ * capture order and in the chosen one. */
+static void add_head_result(layer_ctx *cx, uint32_t h, double norm_o, const mask_sums *sums,
+                            const double quant_capture[2], const double quant_chosen[2])
 {
-    layer_ctx *cx = p;
-    worker_space *sp = &cx->spaces[worker];
-    const size_t off = (size_t)h * cx->n * cx->d;
     const uint32_t b = cx->sample_bucket;
-    const uint8_t *keep[2 + 2 * PARO_EVAL_MAX_SWEEP];
-    for (size_t m = 0; m < cx->n_sets; m++)
-        keep[m] = mask_at(cx, h, m, b);
-    head_view hv = {.t = cx->t,
-                    .n = cx->n,
-                    .d = cx->d,
-                    .scale = cx->scale,
-                    .q = cx->q + off,
-                    .k = cx->k + off,
-                    .v = cx->v + off,
-                    .slot = {cx->capture_slot, cx->slot_of_head[h]},
-                    .n_u = cx->slot_of_head[h] == cx->capture_slot ? 1 : 2,
-                    .keep = keep,
-                    .n_sets = cx->n_sets};
-    const double norm_o = exact_pass(&hv, sp);
-    double quant_capture[2], quant_chosen[2];
-    quant_pass(&hv, sp, hv.slot[0], quant_capture);
-    if (hv.n_u == 2)
-        quant_pass(&hv, sp, hv.slot[1], quant_chosen);
-    else
-        memcpy(quant_chosen, quant_capture, sizeof quant_chosen);
-
     const double n = (double)cx->n;
-    const mask_sums *plan_s = &sp->sums[SET_PLAN], *cap_s = &sp->sums[SET_CAPTURE];
+    const mask_sums *plan_s = &sums[SET_PLAN], *cap_s = &sums[SET_CAPTURE];
     double x[PARO_EVAL_N_METRICS];
     x[PARO_EVAL_DENSITY] = *mask_density_at(cx, h, SET_PLAN, b);
     x[PARO_EVAL_DENSITY_CAPTURE] = *mask_density_at(cx, h, SET_CAPTURE, b);
@@ -774,11 +753,204 @@ static void eval_head(void *p, uint32_t h, int worker)
         double *as = cx->acc_sweep + ((size_t)h * cx->cfg->n_sweep + di) * PARO_SWEEP_N_METRICS;
         as[PARO_SWEEP_DENSITY] += *mask_density_at(cx, h, sc, b);
         as[PARO_SWEEP_DENSITY_CAPTURE] += *mask_density_at(cx, h, sf, b);
-        as[PARO_SWEEP_RECALL] += sp->sums[sc].kept / n;
-        as[PARO_SWEEP_RECALL_CAPTURE] += sp->sums[sf].kept / n;
-        as[PARO_SWEEP_OUT_REL_L2] += rel_l2(sp->sums[sc].err2, norm_o);
-        as[PARO_SWEEP_OUT_REL_L2_CAPTURE] += rel_l2(sp->sums[sf].err2, norm_o);
+        as[PARO_SWEEP_RECALL] += sums[sc].kept / n;
+        as[PARO_SWEEP_RECALL_CAPTURE] += sums[sf].kept / n;
+        as[PARO_SWEEP_OUT_REL_L2] += rel_l2(sums[sc].err2, norm_o);
+        as[PARO_SWEEP_OUT_REL_L2_CAPTURE] += rel_l2(sums[sf].err2, norm_o);
     }
+}
+
+/* Each head is computed by one thread alone, summing over samples in
+ * manifest order: the results do not depend on the thread count. */
+static void eval_head(void *p, uint32_t h, int worker)
+{
+    layer_ctx *cx = p;
+    worker_space *sp = &cx->spaces[worker];
+    const size_t off = (size_t)h * cx->n * cx->d;
+    const uint32_t b = cx->sample_bucket;
+    const uint8_t *keep[2 + 2 * PARO_EVAL_MAX_SWEEP];
+    for (size_t m = 0; m < cx->n_sets; m++)
+        keep[m] = mask_at(cx, h, m, b);
+    head_view hv = {.t = cx->t,
+                    .n = cx->n,
+                    .d = cx->d,
+                    .scale = cx->scale,
+                    .q = cx->q + off,
+                    .k = cx->k + off,
+                    .v = cx->v + off,
+                    .slot = {cx->capture_slot, cx->slot_of_head[h]},
+                    .n_u = cx->slot_of_head[h] == cx->capture_slot ? 1 : 2,
+                    .keep = keep,
+                    .n_sets = cx->n_sets};
+    const double norm_o = exact_pass(&hv, sp);
+    double quant_capture[2], quant_chosen[2];
+    quant_pass(&hv, sp, hv.slot[0], quant_capture);
+    if (hv.n_u == 2)
+        quant_pass(&hv, sp, hv.slot[1], quant_chosen);
+    else
+        memcpy(quant_chosen, quant_capture, sizeof quant_chosen);
+    add_head_result(cx, h, norm_o, sp->sums, quant_capture, quant_chosen);
+}
+
+/* ---- the GPU path --------------------------------------------------------- */
+
+/* What `--device cuda` adds: the tile statistics of the basis samples from
+ * the calibration backend's kernels, and the evaluation kernels for the
+ * samples (kernels/eval.cu, f32); rows whose kept sum of exponentials
+ * underflows f32 are redone here in fp64 by the reference's own code. */
+typedef struct gpu_eval {
+    paro_backend stats;      /* the CUDA calibration backend */
+    paro_cuda_eval *ev;
+    int *slot;               /* [heads][2] */
+    int *set_side;           /* [n_sets] */
+    uint8_t *keep;           /* [heads][n_sets][nt]: the sample's bucket */
+    paro_cuda_eval_out out;
+    mask_sums *sums;         /* [n_sets], one head's */
+    double *row_s, *row_e;   /* [n]: one row's scores and exponentials */
+} gpu_eval;
+
+static void gpu_close(gpu_eval *g)
+{
+    if (g->stats.close)
+        g->stats.close(&g->stats);
+    paro_cuda_eval_close(g->ev);
+    free(g->slot);
+    free(g->set_side);
+    free(g->keep);
+    free(g->out.norm_o);
+    free(g->out.sets);
+    free(g->out.quant);
+    free(g->out.flags);
+    free(g->sums);
+    free(g->row_s);
+    free(g->row_e);
+    memset(g, 0, sizeof *g);
+}
+
+static paro_err gpu_open(gpu_eval *g, const paro_tiling *t, const paro_plan *plan, size_t n_sets,
+                         int threads, paro_errinfo *ei)
+{
+    memset(g, 0, sizeof *g);
+    paro_errinfo why;
+    paro_errinfo_clear(&why);
+    if (paro_cuda_device_count(&why) < 1)
+        return paro_error(ei, PARO_ERR_NO_CUDA, NULL, PARO_NO_OFFSET,
+                          "eval found no cuda device (%s)", why.msg);
+    const size_t n = t->n_tokens, nt = paro_tiling_tiles(t), heads = plan->heads;
+    uint32_t *perms = malloc((size_t)t->n_slots * n * sizeof *perms);
+    if (!perms)
+        return paro_error(ei, PARO_ERR_NOMEM, NULL, PARO_NO_OFFSET, "out of memory");
+    for (int slot = 0; slot < t->n_slots; slot++)
+        memcpy(perms + (size_t)slot * n, t->perm[slot], n * sizeof *perms);
+    paro_cuda_eval_geometry eg = {.n_tokens = t->n_tokens,
+                                  .head_dim = plan->head_dim,
+                                  .heads = plan->heads,
+                                  .block_q = t->block_q,
+                                  .block_k = t->block_k,
+                                  .nq = t->nq,
+                                  .nk = t->nk,
+                                  .n_slots = (uint32_t)t->n_slots,
+                                  .perms = perms,
+                                  .scale = plan->scale,
+                                  .n_sets = (uint32_t)n_sets};
+    paro_backend_shape shape = {t, plan->heads, plan->head_dim, plan->n_buckets, plan->scale};
+    paro_err rc = paro_cuda_eval_supports(&eg, ei) ? PARO_OK : PARO_ERR_USAGE;
+    if (!rc)
+        rc = paro_backend_cuda_open(&g->stats, &shape, 0, threads, ei);
+    if (!rc)
+        rc = paro_cuda_eval_open(&g->ev, 0, &eg, ei);
+    free(perms);
+    if (rc) {
+        gpu_close(g);
+        return rc;
+    }
+    g->out.cap_flags = 1u << 16;
+    g->slot = malloc(heads * 2 * sizeof *g->slot);
+    g->set_side = malloc(n_sets * sizeof *g->set_side);
+    g->keep = malloc(heads * n_sets * nt);
+    g->out.norm_o = malloc(heads * sizeof *g->out.norm_o);
+    g->out.sets = malloc(heads * n_sets * 4 * sizeof *g->out.sets);
+    g->out.quant = malloc(heads * 4 * sizeof *g->out.quant);
+    g->out.flags = malloc((size_t)g->out.cap_flags * 3 * sizeof *g->out.flags);
+    g->sums = malloc(n_sets * sizeof *g->sums);
+    g->row_s = malloc(n * sizeof *g->row_s);
+    g->row_e = malloc(n * sizeof *g->row_e);
+    if (!g->slot || !g->set_side || !g->keep || !g->out.norm_o || !g->out.sets ||
+        !g->out.quant || !g->out.flags || !g->sums || !g->row_s || !g->row_e) {
+        gpu_close(g);
+        return paro_error(ei, PARO_ERR_NOMEM, NULL, PARO_NO_OFFSET, "out of memory");
+    }
+    for (size_t m = 0; m < n_sets; m++)
+        g->set_side[m] = SET_IS_CHOSEN(m) ? 1 : 0;
+    return PARO_OK;
+}
+
+/* One row of one head redone in fp64 for one mask set (its kept sum of
+ * exponentials underflowed f32): the dense output from all keys, the
+ * renormalised one from the kept keys' own maximum (as the CPU reference
+ * does for its own underflow), and their sums into ms. */
+static void gpu_redo_row(const layer_ctx *cx, gpu_eval *g, uint32_t h, size_t set, uint32_t row,
+                         mask_sums *ms)
+{
+    const paro_tiling *t = cx->t;
+    const size_t n = cx->n, d = cx->d, off = (size_t)h * n * d;
+    const float *q = cx->q + off + (size_t)row * d, *k = cx->k + off, *v = cx->v + off;
+    double *s = g->row_s, *e = g->row_e;
+    for (size_t j = 0; j < n; j++) {
+        double acc = (double)q[0] * k[j * d];
+        for (size_t c = 1; c < d; c++)
+            acc += (double)q[c] * k[j * d + c];
+        s[j] = acc;
+    }
+    const double z = row_exponentials(s, n, cx->scale, e);
+    double o[128], om[128]; /* the eval kernels take head_dim <= 128 */
+    for (size_t c = 0; c < d; c++) {
+        double acc = 0.0;
+        for (size_t j = 0; j < n; j++)
+            acc += e[j] * v[j * d + c];
+        o[c] = acc / z;
+    }
+    const int slot = SET_IS_CHOSEN(set) ? cx->slot_of_head[h] : cx->capture_slot;
+    const uint8_t *keep =
+        mask_at(cx, h, set, cx->sample_bucket) + (size_t)t->qblock[slot][row] * t->nk;
+    kept_softmax_row(t, t->perm[slot], keep, s, cx->scale, v, d, om);
+    for (size_t c = 0; c < d; c++) {
+        const double diff = om[c] - o[c];
+        ms->err2 += diff * diff;
+        ms->dot += om[c] * o[c];
+        ms->norm2 += om[c] * om[c];
+    }
+}
+
+/* Evaluates the sample in cx->q, k, v (the eval context's buffers) on the
+ * GPU and adds each head's metrics. */
+static paro_err gpu_eval_sample(layer_ctx *cx, gpu_eval *g, paro_errinfo *ei)
+{
+    const size_t nt = cx->nt, n_sets = cx->n_sets;
+    for (uint32_t h = 0; h < cx->heads; h++) {
+        g->slot[2 * h] = cx->capture_slot;
+        g->slot[2 * h + 1] = cx->slot_of_head[h];
+        for (size_t m = 0; m < n_sets; m++)
+            memcpy(g->keep + ((size_t)h * n_sets + m) * nt, mask_at(cx, h, m, cx->sample_bucket),
+                   nt);
+    }
+    paro_cuda_eval_sample smp = {g->slot, g->set_side, g->keep};
+    paro_err rc = paro_cuda_eval_run(g->ev, &smp, &g->out, ei);
+    if (rc)
+        return rc;
+    size_t f = 0; /* the flagged rows, sorted by head, set, row */
+    for (uint32_t h = 0; h < cx->heads; h++) {
+        for (size_t m = 0; m < n_sets; m++) {
+            const double *x = g->out.sets + ((size_t)h * n_sets + m) * 4;
+            g->sums[m] = (mask_sums){x[0], x[1], x[2], x[3]};
+        }
+        for (; f < g->out.n_flags && g->out.flags[3 * f] == h; f++)
+            gpu_redo_row(cx, g, h, g->out.flags[3 * f + 1], g->out.flags[3 * f + 2],
+                         &g->sums[g->out.flags[3 * f + 1]]);
+        const double *qu = g->out.quant + (size_t)h * 4;
+        add_head_result(cx, h, g->out.norm_o[h], g->sums, qu, qu + 2);
+    }
+    return PARO_OK;
 }
 
 /* ---- the driver ---------------------------------------------------------- */
@@ -997,11 +1169,6 @@ paro_err paro_eval(const paro_manifest *m, const paro_plan *plan, const paro_eva
         rc = check_fit(m, plan, order_code, ei);
     if (rc)
         return rc;
-    if (cfg->device == PARO_DEVICE_CUDA)
-        return paro_error(ei, PARO_ERR_NO_CUDA, NULL, PARO_NO_OFFSET,
-                          "eval has no cuda kernels yet (the cuda backend computes "
-                          "calibration statistics only); use --device cpu");
-
     paro_eval_result *r = calloc(1, sizeof *r);
     paro_tiling tiling;
     memset(&tiling, 0, sizeof tiling);
@@ -1013,6 +1180,9 @@ paro_err paro_eval(const paro_manifest *m, const paro_plan *plan, const paro_eva
     int *slot_of_head = NULL;
     uint8_t *masks = NULL;
     double *mask_density = NULL, *acc = NULL, *acc_bucket = NULL, *acc_sweep = NULL;
+    gpu_eval gpu;
+    memset(&gpu, 0, sizeof gpu);
+    int use_gpu = 0;
     const size_t n_sets = 2 + 2 * cfg->n_sweep;
     int threads = cfg->threads;
     if ((uint32_t)threads > plan->heads)
@@ -1063,6 +1233,22 @@ paro_err paro_eval(const paro_manifest *m, const paro_plan *plan, const paro_eva
         rc = check_capture(m, plan, r->basis_samples, n_basis_read, 0, ei);
     if (rc)
         goto done;
+
+    /* auto: the GPU when there is one and the kernels take the shape */
+    if (cfg->device != PARO_DEVICE_CPU) {
+        paro_errinfo why;
+        paro_errinfo_clear(&why);
+        rc = gpu_open(&gpu, &tiling, plan, n_sets, threads, &why);
+        if (rc == PARO_OK) {
+            use_gpu = 1;
+        } else if (cfg->device == PARO_DEVICE_CUDA) {
+            if (ei)
+                *ei = why;
+            goto done;
+        }
+        rc = PARO_OK;
+    }
+    r->device = use_gpu ? "cuda" : "cpu";
 
     const size_t per_tensor = (size_t)plan->heads * n * d;
     q = malloc(per_tensor * sizeof *q);
@@ -1125,20 +1311,36 @@ paro_err paro_eval(const paro_manifest *m, const paro_plan *plan, const paro_eva
                 rc = paro_error(ei, PARO_ERR_INTERRUPTED, NULL, PARO_NO_OFFSET, "interrupted");
                 goto done;
             }
-            rc = read_layer(m, r->basis_samples[si], layer, q, k, NULL, ei);
+            float *bq = q, *bk = k;
+            if (use_gpu && need_stats) {
+                if (si == 0 && (rc = gpu.stats.layer_begin(&gpu.stats, &stats, ei)))
+                    goto done;
+                if ((rc = gpu.stats.buffers(&gpu.stats, &bq, &bk, ei)))
+                    goto done;
+            }
+            rc = read_layer(m, r->basis_samples[si], layer, bq, bk, NULL, ei);
             if (rc)
                 goto done;
-            crc = crc32_z(crc, (const Bytef *)q, per_tensor * sizeof *q);
-            crc = crc32_z(crc, (const Bytef *)k, per_tensor * sizeof *k);
+            crc = crc32_z(crc, (const Bytef *)bq, per_tensor * sizeof *bq);
+            crc = crc32_z(crc, (const Bytef *)bk, per_tensor * sizeof *bk);
             cx.bucket = basis_bucket[si];
-            if (need_stats)
+            if (use_gpu && need_stats) {
+                if ((rc = gpu.stats.submit(&gpu.stats, cx.bucket, ei)))
+                    goto done;
+                for (uint32_t h = 0; h < plan->heads; h++)
+                    stats.count[(size_t)cx.bucket * stats.heads + h]++;
+            } else if (need_stats) {
                 paro_parallel_for(threads, plan->heads, stats_head, &cx);
+            }
             prog.done++;
             prog.layer = layer;
             prog.sample = r->basis_samples[si];
             if (cfg->progress)
                 cfg->progress(cfg->progress_user, &prog);
         }
+        if (use_gpu && need_stats && n_basis_read &&
+            ((rc = gpu.stats.seal(&gpu.stats, ei)) || (rc = gpu.stats.collect(&gpu.stats, ei))))
+            goto done;
         if (n_basis_read && r->basis == PARO_EVAL_BASIS_CALIBRATION && !crc_warned &&
             (uint32_t)crc != plan->layer_crc32[li]) {
             crc_warned = 1;
@@ -1159,11 +1361,20 @@ paro_err paro_eval(const paro_manifest *m, const paro_plan *plan, const paro_eva
                 rc = paro_error(ei, PARO_ERR_INTERRUPTED, NULL, PARO_NO_OFFSET, "interrupted");
                 goto done;
             }
-            rc = read_layer(m, r->samples[si], layer, q, k, v, ei);
+            if (use_gpu && (rc = paro_cuda_eval_buffers(gpu.ev, (float **)&cx.q, (float **)&cx.k,
+                                                        (float **)&cx.v, ei)))
+                goto done;
+            rc = read_layer(m, r->samples[si], layer, (float *)cx.q, (float *)cx.k,
+                            (float *)cx.v, ei);
             if (rc)
                 goto done;
             cx.sample_bucket = r->sample_bucket[si];
-            paro_parallel_for(threads, plan->heads, eval_head, &cx);
+            if (use_gpu)
+                rc = gpu_eval_sample(&cx, &gpu, ei);
+            else
+                paro_parallel_for(threads, plan->heads, eval_head, &cx);
+            if (rc)
+                goto done;
             prog.done++;
             prog.layer = layer;
             prog.sample = r->samples[si];
@@ -1177,6 +1388,7 @@ paro_err paro_eval(const paro_manifest *m, const paro_plan *plan, const paro_eva
     r = NULL;
 
 done:
+    gpu_close(&gpu);
     paro_block_stats_free(&stats);
     free_spaces(spaces, threads);
     free(q);

@@ -135,6 +135,7 @@ typedef struct paro_eval_result {
     double *sweep;            /* [n_layers][heads][n_sweep][PARO_SWEEP_N_METRICS] */
     int n_warnings;
     char warnings[PARO_EVAL_MAX_WARNINGS][256]; /* one line each, no newline */
+    const char *device;       /* where the samples were computed: "cpu" or "cuda" */
 } paro_eval_result;
 
 void paro_eval_config_default(paro_eval_config *c);
@@ -142,8 +143,9 @@ void paro_eval_config_default(paro_eval_config *c);
 /* Evaluates plan on the capture m.  The plan must fit the capture (grid,
  * text, heads, head dim, scale, layers): PARO_ERR_USAGE otherwise.  Every
  * evaluation sample needs V for every plan layer: PARO_ERR_FORMAT naming the
- * file otherwise.  device CUDA: PARO_ERR_NO_CUDA (the CUDA backend has no
- * eval yet). */
+ * file otherwise.  device CUDA: the GPU (kernels/eval.cu, f32), or
+ * PARO_ERR_NO_CUDA / PARO_ERR_USAGE when there is none or the kernels do not
+ * take the shape; AUTO: the GPU when it can, else the CPU. */
 paro_err paro_eval(const paro_manifest *m, const paro_plan *plan, const paro_eval_config *cfg,
                    paro_eval_result **out, paro_errinfo *ei);
 void paro_eval_result_free(paro_eval_result *r);

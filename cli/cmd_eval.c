@@ -36,7 +36,7 @@ static const cli_help help = {
         "      --png FILE          with --density-sweep: draw recall and error against\n"
         "                          density for both orders ('-': stdout)\n"
         "      --json              print one JSON object (schema paro-eval/v1)\n"
-        "      --device DEV        auto | cpu | cuda [default: auto, which is cpu]\n"
+        "      --device DEV        auto | cpu | cuda [default: auto: cuda when a device is there]\n"
         "  -j, --threads N         worker threads [default: all cores]",
     .examples = "  paro eval -m capture/manifest.json -p model.paro\n"
                 "  paro eval -m capture/manifest.json -p model.paro --density-sweep "
@@ -534,8 +534,6 @@ int cmd_eval(int argc, char **argv)
         cfg.samples = samples;
         cfg.n_samples = n;
     }
-    if (cfg.device == PARO_DEVICE_AUTO)
-        cli_log(4, "paro: eval runs on the cpu (the cuda backend has no eval yet)\n");
 
     cli_progress bar;
     cli_progress_start(&bar, "eval", 0);
@@ -555,6 +553,7 @@ int cmd_eval(int argc, char **argv)
         rc = cli_fail(&ei);
         goto done;
     }
+    cli_log(4, "paro: eval ran on the %s\n", res->device);
     for (int i = 0; i < res->n_warnings; i++)
         cli_warn("%s", res->warnings[i]);
     if (png) {

@@ -102,6 +102,56 @@ size_t paro_cuda_device_bytes(const paro_cuda_ctx *ctx);
  * layer_end returned (events around each sample's passes, summed). */
 double paro_cuda_last_layer_ms(const paro_cuda_ctx *ctx);
 
+/* ---- the evaluation kernels (paro eval --device cuda, kernels/eval.cu) ----
+ *
+ * For one sample of one layer, every head at once: the dense attention
+ * output, and per mask set the kept share of the attention mass and the
+ * sparse output's sums against the dense one, and the squared errors of the
+ * quantized outputs, all as calib/EVAL.md defines them (calib/eval.c is the
+ * fp64 reference; these run in f32).  Rows whose kept sum of exponentials
+ * falls below f32's range are left out of a set's error sums and listed, for
+ * the caller to compute in fp64. */
+
+typedef struct paro_cuda_eval_geometry {
+    uint32_t n_tokens, head_dim, heads;
+    uint32_t block_q, block_k, nq, nk;
+    uint32_t n_slots;
+    const uint32_t *perms; /* host: [n_slots][n_tokens], capture index at each position */
+    double scale;
+    uint32_t n_sets;       /* mask sets per head */
+} paro_cuda_eval_geometry;
+
+/* What one sample is evaluated with. */
+typedef struct paro_cuda_eval_sample {
+    const int *slot;     /* [heads][2]: the slot of capture order, of the chosen order */
+    const int *set_side; /* [n_sets]: 0 a set's mask is in capture order, 1 in the chosen */
+    const uint8_t *keep; /* [heads][n_sets][nq*nk]: 0/1, the sample's bucket */
+} paro_cuda_eval_sample;
+
+typedef struct paro_cuda_eval_out {
+    double *norm_o;  /* [heads]: sum of the dense output's squares */
+    double *sets;    /* [heads][n_sets][4]: sum over rows of the kept share, and of the
+                        squared error, dot product and squared norm of the sparse output */
+    double *quant;   /* [heads][2][2]: [capture, chosen order][INT8, INT4] squared error */
+    uint32_t *flags; /* [cap_flags][3]: (head, set, capture index) left to the caller, sorted */
+    uint32_t n_flags, cap_flags;
+} paro_cuda_eval_out;
+
+typedef struct paro_cuda_eval paro_cuda_eval;
+
+/* Whether the eval kernels handle the geometry (head_dim 32/64/128, blocks
+ * of 64 or 128); when not, a one-line reason (PARO_ERR_USAGE). */
+int paro_cuda_eval_supports(const paro_cuda_eval_geometry *g, paro_errinfo *ei);
+paro_err paro_cuda_eval_open(paro_cuda_eval **out, int device, const paro_cuda_eval_geometry *g,
+                             paro_errinfo *ei);
+void paro_cuda_eval_close(paro_cuda_eval *ev);
+/* Pinned host buffers ([heads][N][D] f32 each) for the next sample's Q, K, V. */
+paro_err paro_cuda_eval_buffers(paro_cuda_eval *ev, float **q, float **k, float **v,
+                                paro_errinfo *ei);
+/* Evaluates the sample in the buffers; returns when the results are in out. */
+paro_err paro_cuda_eval_run(paro_cuda_eval *ev, const paro_cuda_eval_sample *s,
+                            paro_cuda_eval_out *out, paro_errinfo *ei);
+
 #ifdef __cplusplus
 }
 #endif

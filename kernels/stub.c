@@ -104,3 +104,41 @@ double paro_cuda_last_layer_ms(const paro_cuda_ctx *ctx)
     (void)ctx;
     return 0.0;
 }
+
+int paro_cuda_eval_supports(const paro_cuda_eval_geometry *g, paro_errinfo *ei)
+{
+    (void)g;
+    no_cuda(ei);
+    return 0;
+}
+
+paro_err paro_cuda_eval_open(paro_cuda_eval **out, int device, const paro_cuda_eval_geometry *g,
+                             paro_errinfo *ei)
+{
+    (void)device;
+    (void)g;
+    *out = NULL;
+    return no_cuda(ei);
+}
+
+void paro_cuda_eval_close(paro_cuda_eval *ev)
+{
+    (void)ev;
+}
+
+paro_err paro_cuda_eval_buffers(paro_cuda_eval *ev, float **q, float **k, float **v,
+                                paro_errinfo *ei)
+{
+    (void)ev;
+    *q = *k = *v = NULL;
+    return no_cuda(ei);
+}
+
+paro_err paro_cuda_eval_run(paro_cuda_eval *ev, const paro_cuda_eval_sample *s,
+                            paro_cuda_eval_out *out, paro_errinfo *ei)
+{
+    (void)ev;
+    (void)s;
+    (void)out;
+    return no_cuda(ei);
+}

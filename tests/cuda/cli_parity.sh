@@ -51,3 +51,37 @@ for gpus in 0,0 0,0,0 all; do
     cmp "$work/one.paro" "$work/lanes.paro"
     echo "--gpus $gpus: the same plan as one GPU"
 done
+
+# paro eval --device cuda against --device cpu on held-out samples: every
+# per-head number and every sweep point within 1e-3 relative (+1e-5)
+"$paro" -q calibrate -m "$work/cap/manifest.json" -o "$work/held.paro" --device cpu --samples 0
+for dev in cpu cuda; do
+    "$paro" eval -m "$work/cap/manifest.json" -p "$work/held.paro" --device $dev --json \
+        --density-sweep 0.1,0.3,0.5 > "$work/eval-$dev.json"
+done
+"$python" - "$work/eval-cpu.json" "$work/eval-cuda.json" <<'PY'
+import json, math, sys
+cpu, gpu = (json.load(open(p)) for p in sys.argv[1:3])
+worst = 0.0
+def close(what, a, b):
+    global worst
+    if a is None or b is None:
+        assert a is None and b is None, (what, a, b)
+        return
+    err = abs(a - b)
+    assert err <= 1e-3 * abs(a) + 1e-5, (what, a, b)
+    if abs(a) > 1e-4:
+        worst = max(worst, err / abs(a))
+for x, y in zip(cpu["heads"], gpu["heads"]):
+    for key, a in x.items():
+        if isinstance(a, float):
+            close((x["layer"], x["head"], key), a, y[key])
+        elif isinstance(a, list):
+            for i, (u, v) in enumerate(zip(a, y[key])):
+                close((x["layer"], x["head"], key, i), u, v)
+for x, y in zip(cpu["sweep"], gpu["sweep"]):
+    for key, a in x.items():
+        close(("sweep", key), a, y[key])
+print(f"eval: {len(cpu['heads'])} heads and {len(cpu['sweep'])} sweep points agree "
+      f"(worst relative difference {worst:.2e})")
+PY
