@@ -792,7 +792,7 @@ paro_err paro_calibrate(const paro_manifest *m, const paro_calib_config *cfg,
     memset(&tiling, 0, sizeof tiling);
     paro_journal *journal = NULL;
     uint32_t *todo = NULL;
-    paro_calib_timing timing = {0, 0, 0, 0};
+    paro_calib_timing timing = {0, 0, 0, 0, 0};
     /* one lane per GPU of --gpus, else one */
     const uint32_t n_lanes = cfg->gpus && cfg->n_gpus > 0 ? cfg->n_gpus : 1;
     lane *lanes = calloc(n_lanes, sizeof *lanes);
@@ -832,7 +832,9 @@ paro_err paro_calibrate(const paro_manifest *m, const paro_calib_config *cfg,
             ln->cfg.threads = 1;
         ln->gpu = cfg->gpus ? cfg->gpus[i] : 0;
         ln->fin.journal_lock = &sh.journal_lock;
+        double t0 = now_s();
         rc = open_backend(&ln->backend, &tiling, m, cfg, ln->gpu, ln->cfg.threads, ei);
+        timing.open += now_s() - t0;
         for (int k = 0; k < 2 && !rc; k++)
             rc = paro_block_stats_init(&ln->stats[k], m->heads, cfg->n_buckets,
                                        (uint32_t)tiling.n_slots, tiling.nq, tiling.nk, ei);

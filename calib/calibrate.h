@@ -40,6 +40,7 @@ typedef struct paro_calib_progress {
  * scoring runs beside it on its own thread; with several GPUs, the sums
  * over their threads). */
 typedef struct paro_calib_timing {
+    double open;     /* opening the backend (for CUDA: the device, its memory) */
     double read;     /* reading samples (and their digest) */
     double submit;   /* handing them to the backend: the CPU's compute, or
                         the GPU's upload */

@@ -436,10 +436,11 @@ int cmd_calibrate(int argc, char **argv)
     } else {
         unlink(journal);
         summarize(plan, out_path, cli_now() - start);
-        cli_log(4, "paro: time: reading %.2f s, %s %.2f s, collecting layers %.2f s; scoring "
-                   "%.2f s beside them\n",
-                timing.read, strcmp(plan->backend, "cuda") ? "computing" : "uploading",
-                timing.submit, timing.collect, timing.score);
+        cli_log(4, "paro: time: opening the %s backend %.2f s, reading %.2f s, %s %.2f s, "
+                   "collecting layers %.2f s; scoring %.2f s beside them\n",
+                plan->backend, timing.open, timing.read,
+                strcmp(plan->backend, "cuda") ? "computing" : "uploading", timing.submit,
+                timing.collect, timing.score);
     }
     paro_plan_free(plan);
 done:

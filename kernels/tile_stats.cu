@@ -580,6 +580,7 @@ struct paro_cuda_ctx {
     int *needs_lo;           /* device flag */
     int *needs_lo_host;      /* pinned */
     float *host_q, *host_k;  /* pinned, [heads][n][d] f32, or bf16 in their first half */
+    size_t host_bytes;       /* of each: allocated for the widest input asked for yet */
     int host_bf16;           /* the last next_buffers call handed out bf16 */
     uint32_t *perms;         /* device [n_slots][n] */
     float *row_max, *row_inv;
@@ -721,8 +722,6 @@ static paro_err open_ctx(paro_cuda_ctx *ctx, const paro_cuda_geometry *g, paro_e
         CUDA_TRY(ei, dev, cudaMallocHost((void **)&a->peak_host, acc * sizeof(float)));
     }
     CUDA_TRY(ei, dev, cudaMallocHost((void **)&ctx->needs_lo_host, sizeof(int)));
-    CUDA_TRY(ei, dev, cudaMallocHost((void **)&ctx->host_q, ctx->per_tensor * sizeof(float)));
-    CUDA_TRY(ei, dev, cudaMallocHost((void **)&ctx->host_k, ctx->per_tensor * sizeof(float)));
     CUDA_TRY(ei, dev, cudaMemcpy(ctx->perms, g->perms, (size_t)g->n_slots * g->n_tokens * 4,
                                  cudaMemcpyHostToDevice));
     /* Kernels that want more than 48 KiB of shared memory must say so; the
@@ -818,26 +817,46 @@ extern "C" paro_err paro_cuda_layer_begin(paro_cuda_ctx *ctx, paro_errinfo *ei)
     return PARO_OK;
 }
 
+/* The pinned input buffers, at least `bytes` each.  Pinning takes time
+ * (about as long as reading the bytes), so a bf16 capture never pays for
+ * f32-sized ones.  submit() returns only once its upload is done, so the
+ * buffers are always free here. */
+static paro_err host_buffers(paro_cuda_ctx *ctx, size_t bytes, paro_errinfo *ei)
+{
+    if (ctx->host_bytes >= bytes)
+        return PARO_OK;
+    CUDA_TRY(ei, ctx->device, cudaSetDevice(ctx->device));
+    cudaFreeHost(ctx->host_q);
+    cudaFreeHost(ctx->host_k);
+    ctx->host_q = ctx->host_k = nullptr;
+    ctx->host_bytes = 0;
+    CUDA_TRY(ei, ctx->device, cudaMallocHost((void **)&ctx->host_q, bytes));
+    CUDA_TRY(ei, ctx->device, cudaMallocHost((void **)&ctx->host_k, bytes));
+    ctx->host_bytes = bytes;
+    return PARO_OK;
+}
+
+static paro_err hand_out(paro_cuda_ctx *ctx, int bf16, void **q, void **k, paro_errinfo *ei)
+{
+    paro_err rc = host_buffers(ctx, ctx->per_tensor * (bf16 ? 2 : 4), ei);
+    if (rc)
+        return rc;
+    *q = ctx->host_q;
+    *k = ctx->host_k;
+    ctx->host_bf16 = bf16;
+    return PARO_OK;
+}
+
 extern "C" paro_err paro_cuda_next_buffers(paro_cuda_ctx *ctx, float **q, float **k,
                                            paro_errinfo *ei)
 {
-    /* submit() returns only once its upload is done, so the pinned buffers
-     * are always free here. */
-    (void)ei;
-    *q = ctx->host_q;
-    *k = ctx->host_k;
-    ctx->host_bf16 = 0;
-    return PARO_OK;
+    return hand_out(ctx, 0, (void **)q, (void **)k, ei);
 }
 
 extern "C" paro_err paro_cuda_next_buffers_bf16(paro_cuda_ctx *ctx, uint16_t **q, uint16_t **k,
                                                 paro_errinfo *ei)
 {
-    (void)ei;
-    *q = (uint16_t *)ctx->host_q;
-    *k = (uint16_t *)ctx->host_k;
-    ctx->host_bf16 = 1;
-    return PARO_OK;
+    return hand_out(ctx, 1, (void **)q, (void **)k, ei);
 }
 
 /* Uploads host f32 through the staging chunk and splits it into bf16 parts. */
