@@ -119,17 +119,13 @@ paro_err paro_backend_cuda_open(paro_backend *b, const paro_backend_shape *s, in
     /* The kernels take each distinct order's permutation once, as the
      * tiling holds them. */
     const paro_tiling *t = s->tiling;
-    const size_t n = t->n_tokens;
-    uint32_t *perms = malloc((size_t)t->n_slots * n * sizeof *perms);
+    uint32_t *perms = paro_tiling_flat_perms(t);
     cuda_state *cs = calloc(1, sizeof *cs);
     if (!perms || !cs) {
         free(perms);
         free(cs);
         return paro_error(ei, PARO_ERR_NOMEM, NULL, PARO_NO_OFFSET, "out of memory");
     }
-    for (int slot = 0; slot < t->n_slots; slot++)
-        for (size_t p = 0; p < n; p++)
-            perms[(size_t)slot * n + p] = t->perm[slot][p];
     paro_cuda_geometry g = {.n_tokens = t->n_tokens,
                             .head_dim = s->head_dim,
                             .heads = s->heads,

@@ -837,11 +837,9 @@ static paro_err gpu_open(gpu_eval *g, const paro_tiling *t, const paro_plan *pla
         return paro_error(ei, PARO_ERR_NO_CUDA, NULL, PARO_NO_OFFSET,
                           "eval found no cuda device (%s)", why.msg);
     const size_t n = t->n_tokens, nt = paro_tiling_tiles(t), heads = plan->heads;
-    uint32_t *perms = malloc((size_t)t->n_slots * n * sizeof *perms);
+    uint32_t *perms = paro_tiling_flat_perms(t);
     if (!perms)
         return paro_error(ei, PARO_ERR_NOMEM, NULL, PARO_NO_OFFSET, "out of memory");
-    for (int slot = 0; slot < t->n_slots; slot++)
-        memcpy(perms + (size_t)slot * n, t->perm[slot], n * sizeof *perms);
     paro_cuda_eval_geometry eg = {.n_tokens = t->n_tokens,
                                   .head_dim = plan->head_dim,
                                   .heads = plan->heads,

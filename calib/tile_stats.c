@@ -3,8 +3,8 @@
 #include "tile_stats.h"
 
 #include <math.h>   /* exp */
-#include <stdlib.h> /* calloc, free */
-#include <string.h> /* memset */
+#include <stdlib.h> /* calloc, malloc, free */
+#include <string.h> /* memset, memcpy */
 
 #include "plan.h" /* PARO_PLAN_MAX_BLOCKS */
 
@@ -89,6 +89,15 @@ paro_err paro_tiling_init(paro_tiling *t, const uint32_t grid[3], uint32_t text_
         }
     }
     return PARO_OK;
+}
+
+uint32_t *paro_tiling_flat_perms(const paro_tiling *t)
+{
+    const size_t n = t->n_tokens;
+    uint32_t *perms = malloc((size_t)t->n_slots * n * sizeof *perms);
+    for (int slot = 0; perms && slot < t->n_slots; slot++)
+        memcpy(perms + (size_t)slot * n, t->perm[slot], n * sizeof *perms);
+    return perms;
 }
 
 static int range_meets_text(const paro_tiling *t, uint64_t lo, uint64_t hi)

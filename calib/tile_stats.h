@@ -55,6 +55,11 @@ static inline size_t paro_tiling_tiles(const paro_tiling *t)
     return (size_t)t->nq * t->nk;
 }
 
+/* Every distinct order's permutation in one array, [n_slots][n_tokens]
+ * (capture index at each position), as the GPU kernels take them;
+ * malloc'ed, NULL when out of memory. */
+uint32_t *paro_tiling_flat_perms(const paro_tiling *t);
+
 /* Whether query block a / key block b holds at least one text token. */
 int paro_tiling_qblock_has_text(const paro_tiling *t, uint32_t a);
 int paro_tiling_kblock_has_text(const paro_tiling *t, uint32_t b);

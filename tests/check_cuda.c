@@ -78,10 +78,7 @@ static void make_inputs(const gpu_case *c, uint32_t n, uint64_t seed, float *q, 
 static paro_cuda_ctx *open_ctx(const paro_tiling *t, uint32_t heads, uint32_t d, uint32_t buckets,
                                double scale, int row_pass)
 {
-    const size_t n = t->n_tokens;
-    uint32_t *perms = malloc((size_t)t->n_slots * n * sizeof *perms);
-    for (int s = 0; s < t->n_slots; s++)
-        memcpy(perms + (size_t)s * n, t->perm[s], n * sizeof *perms);
+    uint32_t *perms = paro_tiling_flat_perms(t);
     paro_cuda_geometry g = {.n_tokens = t->n_tokens,
                             .head_dim = d,
                             .heads = heads,

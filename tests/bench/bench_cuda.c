@@ -48,11 +48,7 @@ int main(int argc, char **argv)
     paro_tiling t;
     if (paro_tiling_init(&t, m->grid, m->text_tokens, m->text_last, block, block, &ei))
         return fail(&ei);
-    const size_t n = t.n_tokens;
-    uint32_t *perms = malloc((size_t)t.n_slots * n * sizeof *perms);
-    for (int s = 0; s < t.n_slots; s++)
-        for (size_t p = 0; p < n; p++)
-            perms[(size_t)s * n + p] = t.perm[s][p];
+    uint32_t *perms = paro_tiling_flat_perms(&t);
     paro_cuda_geometry g = {.n_tokens = t.n_tokens, .head_dim = m->head_dim, .heads = m->heads,
                             .block_q = block, .block_k = block, .nq = t.nq, .nk = t.nk,
                             .n_slots = (uint32_t)t.n_slots, .perms = perms, .n_buckets = 1,
