@@ -1,8 +1,11 @@
 /* paro tests — metrics/: the block-sparse, quant and combined scores. */
-#include <check.h> /* START_TEST, ck_assert_* */
-#include <math.h>  /* fabs */
+#include <check.h>  /* START_TEST, ck_assert_* */
+#include <float.h>  /* DBL_MAX */
+#include <math.h>   /* fabs, ldexp, nextafter */
 #include <stdlib.h> /* malloc, qsort */
+#include <string.h> /* memcpy */
 
+#include "largest.h"
 #include "metrics.h"
 #include "testutil.h"
 
@@ -192,6 +195,292 @@ START_TEST(sort_desc_matches_a_comparison_sort)
 }
 END_TEST
 
+/* ---- exact sums and selections --------------------------------------------- */
+
+START_TEST(exact_sums_match_integer_sums)
+{
+    /* Doubles that are whole multiples of 2^-60 below 2^-7: their sums are
+     * integers in __int128, whose conversion to double is correctly
+     * rounded.  Both exact sums (the library's and the tests') must round to
+     * it, and compare as the integers do. */
+    uint64_t rng = 5;
+    for (int round = 0; round < 300; round++) {
+        const size_t n = 1 + tu_rand(&rng) % 3000;
+        paro_xsum a, b;
+        tu_exact ta;
+        paro_xsum_zero(&a);
+        paro_xsum_zero(&b);
+        tu_exact_zero(&ta);
+        __int128 sa = 0, sb = 0;
+        for (size_t i = 0; i < n; i++) {
+            const uint64_t k = tu_rand(&rng) >> (11 + tu_rand(&rng) % 53); /* < 2^53 */
+            const double v = ldexp((double)k, -60);
+            if (i % 2) {
+                paro_xsum_add(&b, v);
+                sb += k;
+            } else {
+                paro_xsum_add(&a, v);
+                tu_exact_add(&ta, v);
+                sa += k;
+            }
+        }
+        const double want = ldexp((double)sa, -60);
+        ck_assert_msg(paro_xsum_round(&a) == want, "round %d: %a, want %a", round,
+                      paro_xsum_round(&a), want);
+        ck_assert_msg(tu_exact_round(&ta) == want, "round %d: oracle %a, want %a", round,
+                      tu_exact_round(&ta), want);
+        ck_assert_int_eq(paro_xsum_cmp(&a, &b), (sa > sb) - (sa < sb));
+        ck_assert_int_eq(paro_xsum_cmp(&a, &a), 0);
+    }
+}
+END_TEST
+
+
+static double bits_double(uint64_t b)
+{
+    double v;
+    memcpy(&v, &b, sizeof v);
+    return v;
+}
+
+START_TEST(exact_sums_round_like_the_hardware)
+{
+    /* a + b in double is the correctly rounded exact sum: over every
+     * exponent, subnormals and overflow included. */
+    static const double edge[][2] = {
+        {DBL_MAX, 0x1p970},               /* a tie at the top: rounds to +inf */
+        {DBL_MAX, 0x1.fffffffffffffp969}, /* just below the tie */
+        {0x1p-1074, 0x1p-1074},
+        {0x0.fffffffffffffp-1022, 0x1p-1074}, /* largest subnormal + smallest */
+        {1.0, 0x1p-53},                       /* tie, to even: 1 */
+        {0x1.0000000000001p0, 0x1p-53},       /* tie, to even: up */
+        {0x1p-1074, 0.0},
+        {0.0, 0.0},
+        {DBL_MAX, DBL_MAX},
+    };
+    uint64_t rng = 9;
+    for (int i = 0; i < 200000 + (int)(sizeof edge / sizeof *edge); i++) {
+        double a, b;
+        if (i < (int)(sizeof edge / sizeof *edge)) {
+            a = edge[i][0];
+            b = edge[i][1];
+        } else {
+            /* random bit patterns; near exponents now and then, where the
+             * rounding has the most to do */
+            const uint64_t ea = tu_rand(&rng) % 2047;
+            const uint64_t eb = i % 3 ? tu_rand(&rng) % 2047
+                                      : (ea + tu_rand(&rng) % 60) % 2047;
+            a = bits_double(ea << 52 | (tu_rand(&rng) >> 12));
+            b = bits_double(eb << 52 | (tu_rand(&rng) >> 12));
+        }
+        paro_xsum x;
+        tu_exact t;
+        paro_xsum_zero(&x);
+        tu_exact_zero(&t);
+        paro_xsum_add(&x, a);
+        paro_xsum_add(&x, b);
+        tu_exact_add(&t, a);
+        tu_exact_add(&t, b);
+        ck_assert_msg(paro_xsum_round(&x) == a + b, "%a + %a: %a, want %a", a, b,
+                      paro_xsum_round(&x), a + b);
+        ck_assert_msg(tu_exact_round(&t) == a + b, "%a + %a: oracle %a, want %a", a, b,
+                      tu_exact_round(&t), a + b);
+    }
+}
+END_TEST
+
+START_TEST(exact_sums_do_not_depend_on_the_order)
+{
+    uint64_t rng = 13;
+    for (int kind = 0; kind < TU_MASS_KINDS; kind++) {
+        const size_t n = 5000;
+        double *v = malloc(n * sizeof *v);
+        tu_masses(kind, v, n, &rng);
+        paro_xsum a, b;
+        tu_exact ta;
+        paro_xsum_zero(&a);
+        paro_xsum_zero(&b);
+        tu_exact_zero(&ta);
+        for (size_t i = 0; i < n; i++) {
+            paro_xsum_add(&a, v[i]);
+            paro_xsum_add(&b, v[n - 1 - (i * 7919) % n]); /* 7919 is prime to 5000 */
+            tu_exact_add(&ta, v[i]);
+        }
+        ck_assert_mem_eq(a.limb, b.limb, sizeof a.limb);
+        ck_assert_msg(paro_xsum_round(&a) == tu_exact_round(&ta), "kind %d: %a, oracle %a",
+                      kind, paro_xsum_round(&a), tu_exact_round(&ta));
+        free(v);
+    }
+}
+END_TEST
+
+START_TEST(exact_differences_round_like_the_hardware)
+{
+    /* a - b in double (a >= b) is the correctly rounded exact difference;
+     * far apart exponents borrow through many limbs. */
+    uint64_t rng = 11;
+    for (int i = 0; i < 200000; i++) {
+        const uint64_t ea = tu_rand(&rng) % 2047;
+        const uint64_t eb = i % 3 ? tu_rand(&rng) % 2047 : (ea + 2047 - tu_rand(&rng) % 60) % 2047;
+        double a = bits_double(ea << 52 | (tu_rand(&rng) >> 12));
+        double b = i % 5 == 0 ? a : bits_double(eb << 52 | (tu_rand(&rng) >> 12));
+        if (a < b) {
+            const double c = a;
+            a = b;
+            b = c;
+        }
+        paro_xsum x, y;
+        tu_exact tx, ty;
+        paro_xsum_zero(&x);
+        paro_xsum_zero(&y);
+        tu_exact_zero(&tx);
+        tu_exact_zero(&ty);
+        paro_xsum_add(&x, a);
+        paro_xsum_add(&y, b);
+        tu_exact_add(&tx, a);
+        tu_exact_add(&ty, b);
+        ck_assert_int_eq(paro_xsum_cmp(&x, &y), (a > b) - (a < b));
+        paro_xsum_sub(&x, &y);
+        tu_exact_sub(&tx, &ty);
+        ck_assert_msg(paro_xsum_round(&x) == a - b, "%a - %a: %a, want %a", a, b,
+                      paro_xsum_round(&x), a - b);
+        ck_assert_msg(tu_exact_round(&tx) == a - b, "%a - %a: oracle %a, want %a", a, b,
+                      tu_exact_round(&tx), a - b);
+    }
+}
+END_TEST
+
+START_TEST(exact_sums_carry_through_whole_limbs)
+{
+    /* Twenty doubles of 53 one bits, end to end from 2^-1074 up, make 1060
+     * one bits; one more 2^-1074 carries through all of them to 2^-14. */
+    paro_xsum x, want;
+    tu_exact tx, twant;
+    paro_xsum_zero(&x);
+    tu_exact_zero(&tx);
+    for (int k = 0; k < 20; k++) {
+        const double ones = ldexp(0x1p53 - 1.0, 53 * k - 1074);
+        paro_xsum_add(&x, ones);
+        tu_exact_add(&tx, ones);
+    }
+    paro_xsum_add(&x, 0x1p-1074);
+    tu_exact_add(&tx, 0x1p-1074);
+    paro_xsum_zero(&want);
+    paro_xsum_add(&want, 0x1p-14);
+    tu_exact_zero(&twant);
+    tu_exact_add(&twant, 0x1p-14);
+    ck_assert_int_eq(paro_xsum_cmp(&x, &want), 0);
+    ck_assert_int_eq(tu_exact_cmp(&tx, &twant), 0);
+    /* and back: 2^-14 - 2^-1074 borrows through them */
+    paro_xsum unit;
+    paro_xsum_zero(&unit);
+    paro_xsum_add(&unit, 0x1p-1074);
+    paro_xsum_sub(&want, &unit);
+    paro_xsum_sub(&x, &unit);
+    ck_assert_int_eq(paro_xsum_cmp(&x, &want), 0);
+    ck_assert_double_eq(paro_xsum_round(&want), 0x1p-14); /* 1060 ones round up */
+}
+END_TEST
+
+START_TEST(largest_until_counts_kept_mass_exactly)
+{
+    /* A kept tile of 3 * 2^-53 and candidates 1.5, 1.25, 1: the exact total
+     * 3.75 + 3 * 2^-53 rounds to 3.75 + 2^-51; with the share that makes the
+     * goal 2.75 + 2^-51, the candidates must bring 2.75 + 2^-53, half a unit
+     * of their exponent more than 1.5 + 1.25: the tile 1 crosses, and 2^-53
+     * of it is needed.  Scaled by 4, the candidates' unit 2^-50 falls on a
+     * limb boundary of paro_xsum, and the half unit below it in the limb
+     * underneath. */
+    for (int scale = 1; scale <= 4; scale *= 4) {
+        const double mass[4] = {scale * 3 * 0x1p-53, scale * 1.5, scale * 1.25, scale * 1.0};
+        const uint8_t kept[4] = {1, 0, 0, 0};
+        const double total = scale * (3.75 + 0x1p-51), goal = scale * (2.75 + 0x1p-51);
+        double share = goal / total;
+        for (int step = 0; step < 64 && share * total != goal; step++)
+            share = nextafter(share, share * total < goal ? 1.0 : 0.0);
+        ck_assert_double_eq(share * total, goal);
+        uint64_t scratch[8192];
+        ck_assert_uint_le(paro_largest_scratch_bytes(4), sizeof scratch);
+        paro_cut cut;
+        paro_largest_until(mass, 4, kept, share, &cut, scratch);
+        ck_assert_int_eq(cut.kind, PARO_CUT_CROSS);
+        ck_assert_double_eq(cut.total, total);
+        ck_assert_double_eq(cut.goal, goal);
+        ck_assert_uint_eq(cut.whole, 2);
+        ck_assert_double_eq(cut.mass, scale * 1.0);
+        ck_assert_double_eq(cut.short_by, scale * 0x1p-53);
+        ck_assert_uint_eq(cut.ties, 1);
+        /* The kept tile alone meets a goal at or below it. */
+        paro_largest_until(mass, 4, kept, mass[0] / total, &cut, scratch);
+        ck_assert_int_eq(cut.kind, PARO_CUT_MET);
+    }
+}
+END_TEST
+
+START_TEST(largest_until_carries_between_columns)
+{
+    /* N equal tiles of mantissa M = 0x1ffc00 * 2^32 + 0xffffffff: per
+     * exponent the low and high 32-bit columns of the mantissas sum to
+     * N * 0xffffffff and N * 0x1ffc00, and joining them carries (the high
+     * column's low 32 bits, shifted, plus the low column, pass 2^64). */
+    enum { N = 2049 };
+    const uint64_t high = UINT64_C(0x1ffc00);
+    ck_assert_uint_ge((N * high) % (UINT64_C(1) << 32), (UINT64_C(1) << 32) - N + 1);
+    const double v = ldexp((double)(high << 32 | 0xffffffffu), -52);
+    double *mass = malloc(N * sizeof *mass);
+    tu_exact t;
+    tu_exact_zero(&t);
+    for (int i = 0; i < N; i++) {
+        mass[i] = v;
+        tu_exact_add(&t, v);
+    }
+    void *scratch = malloc(paro_largest_scratch_bytes(N));
+    paro_cut cut;
+    paro_largest_until(mass, N, NULL, 0.5, &cut, scratch);
+    ck_assert_double_eq(cut.total, tu_exact_round(&t));
+    free(mass);
+    free(scratch);
+}
+END_TEST
+
+START_TEST(largest_k_breaks_ties_to_the_lower_index)
+{
+    /* Candidates (tile 2 is kept): 3 (tile 0), 3 (4), 2 (3), 1 (1), 0 (5). */
+    const double mass[6] = {3, 1, 3, 2, 3, 0};
+    const uint8_t kept[6] = {0, 0, 1, 0, 0, 0};
+    static const struct {
+        size_t k;
+        double key;
+        size_t ties;
+        uint8_t keep[6];
+    } cases[] = {
+        {1, 3, 1, {1, 0, 1, 0, 0, 0}}, {2, 3, 2, {1, 0, 1, 0, 1, 0}},
+        {3, 2, 1, {1, 0, 1, 1, 1, 0}}, {5, 0, 1, {1, 1, 1, 1, 1, 1}},
+        {99, 0, 1, {1, 1, 1, 1, 1, 1}}, /* beyond the candidates: all of them */
+    };
+    uint64_t scratch[8192];
+    ck_assert_uint_le(paro_largest_scratch_bytes(6), sizeof scratch);
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        uint64_t key, want_key;
+        size_t ties;
+        paro_largest_k(mass, 6, kept, cases[c].k, &key, &ties, scratch);
+        memcpy(&want_key, &cases[c].key, sizeof want_key);
+        ck_assert_uint_eq(key, want_key);
+        ck_assert_uint_eq(ties, cases[c].ties);
+        uint8_t keep[6];
+        memcpy(keep, kept, sizeof keep);
+        paro_largest_mark(mass, 6, keep, key, ties);
+        ck_assert_mem_eq(keep, cases[c].keep, sizeof keep);
+    }
+    /* k = 0 selects nothing */
+    uint64_t key;
+    size_t ties;
+    paro_largest_k(mass, 6, kept, 0, &key, &ties, scratch);
+    ck_assert_uint_eq(key, UINT64_MAX);
+    ck_assert_uint_eq(ties, 0);
+}
+END_TEST
+
 static Suite *metrics_suite(void)
 {
     Suite *s = suite_create("metrics");
@@ -210,6 +499,17 @@ static Suite *metrics_suite(void)
     tcase_add_test(tc, combine_with_nothing_skippable);
     tcase_add_test(tc, best_breaks_ties_to_the_lowest_index);
     tcase_add_test(tc, margin_is_relative_lead);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("exact");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, exact_sums_match_integer_sums);
+    tcase_add_test(tc, exact_sums_round_like_the_hardware);
+    tcase_add_test(tc, exact_sums_do_not_depend_on_the_order);
+    tcase_add_test(tc, exact_differences_round_like_the_hardware);
+    tcase_add_test(tc, exact_sums_carry_through_whole_limbs);
+    tcase_add_test(tc, largest_until_counts_kept_mass_exactly);
+    tcase_add_test(tc, largest_until_carries_between_columns);
+    tcase_add_test(tc, largest_k_breaks_ties_to_the_lower_index);
     suite_add_tcase(s, tc);
     return s;
 }
