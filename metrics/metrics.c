@@ -4,6 +4,8 @@
 #include <stdint.h> /* uint32_t, uint64_t, uintptr_t */
 #include <string.h> /* memcpy, memset */
 
+#include "largest.h" /* paro_largest_until */
+
 /* ---- sorting tile masses ------------------------------------------------ */
 
 #define RADIX_BITS 11
@@ -54,28 +56,22 @@ double paro_metric_sparse(const double *mass, size_t nt, double recall, void *sc
 {
     if (nt == 0)
         return 0.0;
-    uint32_t *order = scratch;
-    paro_sort_desc(mass, nt, order, (void *)(((uintptr_t)(order + nt) + 7) & ~(uintptr_t)7));
-    double total = 0.0;
-    for (size_t i = nt; i-- > 0;) /* smallest first: less rounding */
-        total += mass[order[i]];
-    if (!(total > 0.0))
+    paro_cut cut;
+    paro_largest_until(mass, nt, NULL, recall, &cut, scratch);
+    switch (cut.kind) {
+    case PARO_CUT_EMPTY: /* no mass: nothing to rank the tiles by */
+    case PARO_CUT_SHORT: /* the goal is above the total (recall > 1, or the
+                            rounding of the total): every tile is needed */
         return 0.0;
-    double goal = recall * total;
-    double kept = 0.0;
-    for (size_t i = 0; i < nt; i++) {
-        const double m = mass[order[i]];
-        if (kept + m >= goal) {
-            /* Tile i crosses the goal: count the part of it that is needed. */
-            double part = m > 0.0 ? (goal - kept) / m : 0.0;
-            if (part < 0.0)
-                part = 0.0;
-            double needed = ((double)i + part) / (double)nt;
-            return 1.0 - needed;
-        }
-        kept += m;
+    case PARO_CUT_MET: /* goal <= 0: no tile is needed */
+        return 1.0;
+    case PARO_CUT_CROSS:
+        break;
     }
-    return 0.0; /* rounding left the goal just out of reach: nothing to skip */
+    /* The crossing tile counts with the part of it that is needed, in
+     * (0, 1] since 0 < short_by <= mass. */
+    const double part = cut.short_by / cut.mass;
+    return 1.0 - ((double)cut.whole + part) / (double)nt;
 }
 
 double paro_metric_quant(const double *mass_sum, const double *peak_sum,

@@ -14,7 +14,7 @@ START_TEST(sparse_all_mass_in_one_tile)
     /* 10 tiles, one holds everything: recall 0.95 needs 0.95 of that tile,
      * i.e. 0.095 of the tiles; 0.905 can be skipped. */
     double mass[10] = {0, 0, 0, 7, 0, 0, 0, 0, 0, 0};
-    uint64_t scratch[4096];
+    uint64_t scratch[8192]; /* >= paro_largest_scratch_bytes(10) */
     ck_assert_double_eq_tol(paro_metric_sparse(mass, 10, 0.95, scratch), 1.0 - 0.095, 1e-12);
 }
 END_TEST
@@ -23,7 +23,7 @@ START_TEST(sparse_uniform_map)
 {
     /* Uniform: recall r needs exactly the fraction r of the tiles. */
     double mass[8];
-    uint64_t scratch[4096];
+    uint64_t scratch[8192]; /* >= paro_largest_scratch_bytes(10) */
     for (int i = 0; i < 8; i++)
         mass[i] = 0.5;
     ck_assert_double_eq_tol(paro_metric_sparse(mass, 8, 0.95, scratch), 0.05, 1e-12);
@@ -36,7 +36,7 @@ START_TEST(sparse_interpolates_inside_the_crossing_tile)
     /* Sorted masses 4, 3, 2, 1 (total 10).  Recall 0.8 = 8: the first two
      * hold 7, the third must give 1 of its 2, so 2.5 tiles of 4 are needed. */
     double mass[4] = {2, 4, 1, 3};
-    uint64_t scratch[4096];
+    uint64_t scratch[8192]; /* >= paro_largest_scratch_bytes(10) */
     ck_assert_double_eq_tol(paro_metric_sparse(mass, 4, 0.8, scratch), 1.0 - 2.5 / 4, 1e-12);
     /* Exactly on a boundary: recall 0.7 is met by two whole tiles. */
     ck_assert_double_eq_tol(paro_metric_sparse(mass, 4, 0.7, scratch), 0.5, 1e-12);
@@ -50,7 +50,7 @@ END_TEST
 START_TEST(sparse_empty_map_scores_zero)
 {
     double mass[3] = {0, 0, 0};
-    uint64_t scratch[4096];
+    uint64_t scratch[8192]; /* >= paro_largest_scratch_bytes(10) */
     ck_assert_double_eq(paro_metric_sparse(mass, 3, 0.95, scratch), 0.0);
     ck_assert_double_eq(paro_metric_sparse(mass, 0, 0.95, scratch), 0.0);
 }
@@ -61,7 +61,7 @@ START_TEST(sparse_is_continuous_in_the_masses)
     /* A tiny change of the masses moves the score a tiny amount (no jumps
      * from tile counting), which keeps CPU/GPU choices stable. */
     double a[5] = {5, 3, 1, 0.6, 0.4}, b[5] = {5, 3, 1 + 1e-9, 0.6, 0.4 - 1e-9};
-    uint64_t s[4096];
+    uint64_t s[8192];
     double da = paro_metric_sparse(a, 5, 0.9, s), db = paro_metric_sparse(b, 5, 0.9, s);
     ck_assert_double_le(fabs(da - db), 1e-8);
 }
@@ -157,45 +157,7 @@ START_TEST(margin_is_relative_lead)
 }
 END_TEST
 
-static const double *sort_values;
-
-static int by_value_desc_then_index(const void *a, const void *b)
-{
-    uint32_t i = *(const uint32_t *)a, j = *(const uint32_t *)b;
-    if (sort_values[i] != sort_values[j])
-        return sort_values[i] > sort_values[j] ? -1 : 1;
-    return (i > j) - (i < j);
-}
-
-START_TEST(sort_desc_matches_a_comparison_sort)
-{
-    /* Random masses with many ties and zeros, of sizes around the radix
-     * digit; the order must equal a comparison sort's, ties by index. */
-    static const size_t sizes[] = {0, 1, 2, 7, 100, 2047, 2048, 2049, 50000};
-    uint64_t rng = 3;
-    for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++) {
-        size_t n = sizes[si];
-        double *v = malloc((n + 1) * sizeof *v);
-        uint32_t *got = malloc((n + 1) * sizeof *got), *want = malloc((n + 1) * sizeof *want);
-        void *scratch = malloc(paro_sort_scratch_bytes(n));
-        for (size_t i = 0; i < n; i++) {
-            uint64_t r = tu_rand(&rng);
-            v[i] = r % 5 == 0 ? 0.0 : r % 7 == 0 ? 0.25 : tu_uniform(&rng) * 64.0;
-            want[i] = (uint32_t)i;
-        }
-        sort_values = v;
-        qsort(want, n, sizeof *want, by_value_desc_then_index);
-        paro_sort_desc(v, n, got, scratch);
-        ck_assert_mem_eq(got, want, n * sizeof *got);
-        free(v);
-        free(got);
-        free(want);
-        free(scratch);
-    }
-}
-END_TEST
-
-/* ---- exact sums and selections --------------------------------------------- */
+/* ---- exact sums ----------------------------------------------------------- */
 
 START_TEST(exact_sums_match_integer_sums)
 {
@@ -234,7 +196,6 @@ START_TEST(exact_sums_match_integer_sums)
     }
 }
 END_TEST
-
 
 static double bits_double(uint64_t b)
 {
@@ -417,6 +378,53 @@ START_TEST(largest_until_counts_kept_mass_exactly)
 }
 END_TEST
 
+/* ---- the block-sparse score against its definition -------------------------- */
+
+static int by_value_desc(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x < y) - (x > y);
+}
+
+/* METRICS.md's definition, written out: sort, then walk largest first with
+ * exact sums (tu_exact), rounding where a double is wanted. */
+static double sparse_reference(const double *mass, size_t n, double recall)
+{
+    if (n == 0)
+        return 0.0;
+    double *v = malloc(n * sizeof *v);
+    memcpy(v, mass, n * sizeof *v);
+    qsort(v, n, sizeof *v, by_value_desc);
+    tu_exact total, goal_x, kept, next;
+    tu_exact_zero(&total);
+    for (size_t i = 0; i < n; i++)
+        tu_exact_add(&total, v[i]);
+    const double sum = tu_exact_round(&total), goal = recall * sum;
+    double score = 0.0; /* the goal out of reach: every tile is needed */
+    if (!(sum > 0.0)) {
+        score = 0.0; /* no mass */
+    } else if (!(goal > 0.0)) {
+        score = 1.0; /* the first tile crosses, and none of it is needed */
+    } else if (goal <= DBL_MAX) {
+        tu_exact_zero(&goal_x);
+        tu_exact_add(&goal_x, goal);
+        tu_exact_zero(&kept);
+        for (size_t k = 0; k < n; k++) {
+            next = kept;
+            tu_exact_add(&next, v[k]);
+            if (tu_exact_cmp(&next, &goal_x) >= 0) {
+                tu_exact d = goal_x;
+                tu_exact_sub(&d, &kept);
+                score = 1.0 - ((double)k + tu_exact_round(&d) / v[k]) / (double)n;
+                break;
+            }
+            kept = next;
+        }
+    }
+    free(v);
+    return score;
+}
+
 START_TEST(largest_until_carries_between_columns)
 {
     /* N equal tiles of mantissa M = 0x1ffc00 * 2^32 + 0xffffffff: per
@@ -438,6 +446,11 @@ START_TEST(largest_until_carries_between_columns)
     paro_cut cut;
     paro_largest_until(mass, N, NULL, 0.5, &cut, scratch);
     ck_assert_double_eq(cut.total, tu_exact_round(&t));
+    /* high recalls put the crossing beyond 2^64 / M tiles into the run */
+    static const double recalls[] = {0.95, 0.9999, 0.99995, 1.0};
+    for (int r = 0; r < 4; r++)
+        ck_assert_double_eq(paro_metric_sparse(mass, N, recalls[r], scratch),
+                            sparse_reference(mass, N, recalls[r]));
     free(mass);
     free(scratch);
 }
@@ -481,6 +494,129 @@ START_TEST(largest_k_breaks_ties_to_the_lower_index)
 }
 END_TEST
 
+static const char *const mass_kinds[TU_MASS_KINDS] = {
+    "skewed", "float", "wide", "narrow", "ties", "zeros", "equal", "subnormal", "huge"};
+
+START_TEST(sparse_matches_its_definition)
+{
+    /* _i: the kind of masses; every size and recall, including one tile,
+     * recall 1, tiny recalls and recalls that cannot be met. */
+    static const size_t sizes[] = {1, 2, 3, 10, 257, 1000, 4099};
+    static const double recalls[] = {0.95, 0.5, 1.0, 0.999999999, 1e-12, 1e-300, 0.0, 1.5};
+    uint64_t rng = 17 + (uint64_t)_i;
+    void *scratch = malloc(paro_largest_scratch_bytes(4099));
+    double *v = malloc(4099 * sizeof *v);
+    for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++)
+        for (int rep = 0; rep < 3; rep++) {
+            const size_t n = sizes[si];
+            tu_masses(_i, v, n, &rng);
+            for (size_t ri = 0; ri < sizeof recalls / sizeof *recalls; ri++) {
+                const double got = paro_metric_sparse(v, n, recalls[ri], scratch);
+                const double want = sparse_reference(v, n, recalls[ri]);
+                ck_assert_msg(got == want, "%s masses, %zu tiles, recall %g: %a, want %a",
+                              mass_kinds[_i], n, recalls[ri], got, want);
+            }
+        }
+    free(v);
+    free(scratch);
+}
+END_TEST
+
+START_TEST(sparse_matches_its_definition_at_the_reference_shape)
+{
+    /* 278 x 278 tiles, as a CogVideoX-5B layer has at blocks of 64. */
+    const size_t n = 278 * 278;
+    void *scratch = malloc(paro_largest_scratch_bytes(n));
+    double *v = malloc(n * sizeof *v);
+    uint64_t rng = 23;
+    const int kinds[] = {TU_MASS_FLOAT, TU_MASS_SKEWED, TU_MASS_WIDE};
+    for (int k = 0; k < 3; k++) {
+        tu_masses(kinds[k], v, n, &rng);
+        const double got = paro_metric_sparse(v, n, 0.95, scratch);
+        const double want = sparse_reference(v, n, 0.95);
+        ck_assert_msg(got == want, "%s masses: %a, want %a", mass_kinds[kinds[k]], got, want);
+    }
+    free(v);
+    free(scratch);
+}
+END_TEST
+
+START_TEST(sparse_does_not_depend_on_the_order)
+{
+    uint64_t rng = 29;
+    const size_t n = 3000;
+    void *scratch = malloc(paro_largest_scratch_bytes(n));
+    double *v = malloc(n * sizeof *v), *w = malloc(n * sizeof *w);
+    for (int kind = 0; kind < TU_MASS_KINDS; kind++) {
+        tu_masses(kind, v, n, &rng);
+        for (size_t i = 0; i < n; i++)
+            w[i] = v[(i * 1009) % n]; /* 1009 is prime to 3000 */
+        ck_assert_double_eq(paro_metric_sparse(v, n, 0.9, scratch),
+                            paro_metric_sparse(w, n, 0.9, scratch));
+    }
+    free(v);
+    free(w);
+    free(scratch);
+}
+END_TEST
+
+START_TEST(sparse_sums_are_exact)
+{
+    /* Tiles 1, 2^-53, 2^-53 and seven empty ones; recall 1.  In double,
+     * 1 + 2^-53 rounds back to 1, so a running sum in double never reaches
+     * the total 1 + 2^-52 and would skip nothing; exactly, the third tile
+     * completes it: 3 of 10 tiles are needed. */
+    double mass[10] = {0x1p-53, 0, 0, 1.0, 0, 0x1p-53, 0, 0, 0, 0};
+    uint64_t scratch[8192];
+    ck_assert_uint_le(paro_largest_scratch_bytes(10), sizeof scratch);
+    ck_assert_double_eq(paro_metric_sparse(mass, 10, 1.0, scratch), 1.0 - 3.0 / 10.0);
+    /* Recall 0.5 of a single tile: half of it.  The goal is a double: half
+     * of the smallest subnormal rounds to 0, and then no tile is needed. */
+    double one[1] = {1.0};
+    ck_assert_double_eq(paro_metric_sparse(one, 1, 0.5, scratch), 0.5);
+    one[0] = 0x1p-1074;
+    ck_assert_double_eq(paro_metric_sparse(one, 1, 0.5, scratch), 1.0);
+}
+END_TEST
+
+static const double *sort_values;
+
+static int by_value_desc_then_index(const void *a, const void *b)
+{
+    uint32_t i = *(const uint32_t *)a, j = *(const uint32_t *)b;
+    if (sort_values[i] != sort_values[j])
+        return sort_values[i] > sort_values[j] ? -1 : 1;
+    return (i > j) - (i < j);
+}
+
+START_TEST(sort_desc_matches_a_comparison_sort)
+{
+    /* Random masses with many ties and zeros, of sizes around the radix
+     * digit; the order must equal a comparison sort's, ties by index. */
+    static const size_t sizes[] = {0, 1, 2, 7, 100, 2047, 2048, 2049, 50000};
+    uint64_t rng = 3;
+    for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++) {
+        size_t n = sizes[si];
+        double *v = malloc((n + 1) * sizeof *v);
+        uint32_t *got = malloc((n + 1) * sizeof *got), *want = malloc((n + 1) * sizeof *want);
+        void *scratch = malloc(paro_sort_scratch_bytes(n));
+        for (size_t i = 0; i < n; i++) {
+            uint64_t r = tu_rand(&rng);
+            v[i] = r % 5 == 0 ? 0.0 : r % 7 == 0 ? 0.25 : tu_uniform(&rng) * 64.0;
+            want[i] = (uint32_t)i;
+        }
+        sort_values = v;
+        qsort(want, n, sizeof *want, by_value_desc_then_index);
+        paro_sort_desc(v, n, got, scratch);
+        ck_assert_mem_eq(got, want, n * sizeof *got);
+        free(v);
+        free(got);
+        free(want);
+        free(scratch);
+    }
+}
+END_TEST
+
 static Suite *metrics_suite(void)
 {
     Suite *s = suite_create("metrics");
@@ -510,6 +646,10 @@ static Suite *metrics_suite(void)
     tcase_add_test(tc, largest_until_counts_kept_mass_exactly);
     tcase_add_test(tc, largest_until_carries_between_columns);
     tcase_add_test(tc, largest_k_breaks_ties_to_the_lower_index);
+    tcase_add_loop_test(tc, sparse_matches_its_definition, 0, TU_MASS_KINDS);
+    tcase_add_test(tc, sparse_matches_its_definition_at_the_reference_shape);
+    tcase_add_test(tc, sparse_does_not_depend_on_the_order);
+    tcase_add_test(tc, sparse_sums_are_exact);
     suite_add_tcase(s, tc);
     return s;
 }
