@@ -1,56 +1,7 @@
 /* paro — block-sparse, quant and combined scores (see METRICS.md). */
 #include "metrics.h"
 
-#include <stdint.h> /* uint32_t, uint64_t, uintptr_t */
-#include <string.h> /* memcpy, memset */
-
 #include "largest.h" /* paro_largest_until */
-
-/* ---- sorting tile masses ------------------------------------------------ */
-
-#define RADIX_BITS 11
-#define RADIX (1u << RADIX_BITS)
-
-size_t paro_sort_scratch_bytes(size_t n)
-{
-    /* keys and their ping-pong copy, the index ping-pong buffer, a histogram */
-    return 2 * n * sizeof(uint64_t) + n * sizeof(uint32_t) + RADIX * sizeof(size_t) + 8;
-}
-
-void paro_sort_desc(const double *values, size_t n, uint32_t *order, void *scratch)
-{
-    uint64_t *key = scratch, *key_tmp = key + n;
-    uint32_t *idx_tmp = (uint32_t *)(key_tmp + n);
-    size_t *count = (size_t *)(((uintptr_t)(idx_tmp + n) + 7) & ~(uintptr_t)7);
-    for (size_t i = 0; i < n; i++) {
-        uint64_t bits;
-        memcpy(&bits, &values[i], sizeof bits);
-        key[i] = ~bits; /* non-negative doubles: larger value, larger bits */
-        order[i] = (uint32_t)i;
-    }
-    /* LSD radix sort, ascending on ~bits (descending on the value); each pass
-     * is stable, so equal values keep their index order. */
-    for (unsigned shift = 0; shift < 64; shift += RADIX_BITS) {
-        memset(count, 0, RADIX * sizeof *count);
-        for (size_t i = 0; i < n; i++)
-            count[(key[i] >> shift) & (RADIX - 1)]++;
-        if (n && count[(key[0] >> shift) & (RADIX - 1)] == n)
-            continue; /* every key has the same digit here */
-        size_t sum = 0;
-        for (unsigned d = 0; d < RADIX; d++) {
-            size_t c = count[d];
-            count[d] = sum;
-            sum += c;
-        }
-        for (size_t i = 0; i < n; i++) {
-            size_t at = count[(key[i] >> shift) & (RADIX - 1)]++;
-            key_tmp[at] = key[i];
-            idx_tmp[at] = order[i];
-        }
-        memcpy(key, key_tmp, n * sizeof *key);
-        memcpy(order, idx_tmp, n * sizeof *order);
-    }
-}
 
 double paro_metric_sparse(const double *mass, size_t nt, double recall, void *scratch)
 {

@@ -7,7 +7,6 @@
 #define PARO_METRICS_H_1b9d6f22
 
 #include <stddef.h> /* size_t */
-#include <stdint.h> /* uint32_t */
 
 #ifdef __cplusplus
 extern "C" {
@@ -15,15 +14,6 @@ extern "C" {
 
 #define PARO_DEFAULT_ALPHA 0.5
 #define PARO_DEFAULT_SCORE_RECALL 0.95
-
-/* Bytes of scratch paro_sort_desc needs for n values. */
-size_t paro_sort_scratch_bytes(size_t n);
-
-/* order[0..n) = the indices of values sorted by value, largest first; equal
- * values keep increasing index order.  values must be >= 0 (tile masses), so
- * their bit patterns sort like the numbers: a stable radix sort, O(n).
- * scratch: paro_sort_scratch_bytes(n) bytes, 8-aligned. */
-void paro_sort_desc(const double *values, size_t n, uint32_t *order, void *scratch);
 
 /* Block-sparse score in [0, 1], higher is better: the fraction of tiles that
  * can be skipped while the kept ones still hold `recall` of the total mass,

@@ -579,49 +579,10 @@ START_TEST(sparse_sums_are_exact)
 }
 END_TEST
 
-static const double *sort_values;
-
-static int by_value_desc_then_index(const void *a, const void *b)
-{
-    uint32_t i = *(const uint32_t *)a, j = *(const uint32_t *)b;
-    if (sort_values[i] != sort_values[j])
-        return sort_values[i] > sort_values[j] ? -1 : 1;
-    return (i > j) - (i < j);
-}
-
-START_TEST(sort_desc_matches_a_comparison_sort)
-{
-    /* Random masses with many ties and zeros, of sizes around the radix
-     * digit; the order must equal a comparison sort's, ties by index. */
-    static const size_t sizes[] = {0, 1, 2, 7, 100, 2047, 2048, 2049, 50000};
-    uint64_t rng = 3;
-    for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++) {
-        size_t n = sizes[si];
-        double *v = malloc((n + 1) * sizeof *v);
-        uint32_t *got = malloc((n + 1) * sizeof *got), *want = malloc((n + 1) * sizeof *want);
-        void *scratch = malloc(paro_sort_scratch_bytes(n));
-        for (size_t i = 0; i < n; i++) {
-            uint64_t r = tu_rand(&rng);
-            v[i] = r % 5 == 0 ? 0.0 : r % 7 == 0 ? 0.25 : tu_uniform(&rng) * 64.0;
-            want[i] = (uint32_t)i;
-        }
-        sort_values = v;
-        qsort(want, n, sizeof *want, by_value_desc_then_index);
-        paro_sort_desc(v, n, got, scratch);
-        ck_assert_mem_eq(got, want, n * sizeof *got);
-        free(v);
-        free(got);
-        free(want);
-        free(scratch);
-    }
-}
-END_TEST
-
 static Suite *metrics_suite(void)
 {
     Suite *s = suite_create("metrics");
     TCase *tc = tcase_create("scores");
-    tcase_add_test(tc, sort_desc_matches_a_comparison_sort);
     tcase_add_test(tc, sparse_all_mass_in_one_tile);
     tcase_add_test(tc, sparse_uniform_map);
     tcase_add_test(tc, sparse_interpolates_inside_the_crossing_tile);
