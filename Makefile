@@ -130,14 +130,15 @@ $(BUILD)/tests/check_%: tests/check_%.c $(TEST_UTIL_OBJ) $(LIB) $(BUILD)/FLAGS
 	$(call quiet,CC,$<)$(CC) $(CFLAGS) $(CHECK_CFLAGS) -Itests $< $(TEST_UTIL_OBJ) $(LIB) \
 	  $(LDFLAGS) $(CHECK_LIBS) $(LIBS) $(CUDA_LIBS) -o $@
 
-# Benchmarks (GPU): built by `make bench`, run by tests/bench/calibrate_cuda.py.
+# Benchmarks: built by `make bench`; bench_cuda is run by
+# tests/bench/calibrate_cuda.py, bench_score (CPU scoring and masks) by hand.
 $(BUILD)/tests/bench_%: tests/bench/bench_%.c $(LIB) $(BUILD)/FLAGS
 	@mkdir -p $(dir $@)
 	$(call quiet,CC,$<)$(CC) $(CFLAGS) $< $(LIB) $(LDFLAGS) $(LIBS) $(CUDA_LIBS) -o $@
 
 .PHONY: bench
-## bench: build the GPU benchmark helpers (tests/bench/)
-bench: $(BIN) $(if $(filter 1,$(HAVE_CUDA)),$(BUILD)/tests/bench_cuda)
+## bench: build the benchmark helpers (tests/bench/)
+bench: $(BIN) $(BUILD)/tests/bench_score $(if $(filter 1,$(HAVE_CUDA)),$(BUILD)/tests/bench_cuda)
 
 # Fuzz targets: replayed over the regression corpus by `make test` (normal
 # compiler), or fuzzed by `make fuzz` (clang + libFuzzer, in build-fuzz/).

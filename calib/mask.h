@@ -14,8 +14,15 @@
  *                    tile with mass is left;
  *       threshold T: every tile whose mean mass per element is >= T;
  *  3. a query block left with no tile keeps its largest tile.
+ * The recall target uses exact sums, as the block-sparse score does
+ * (metrics/METRICS.md): total = the exact sum of all tile masses, rounded
+ * once to double; goal = R * total in double; then, with K the exact mass of
+ * the tiles kept so far, a tile is added while K < goal (an exact
+ * comparison).  So the mask depends on the masses alone, not on the order in
+ * which they are summed, and is found by selection in O(tiles), not by a
+ * sort (metrics/largest.h).
  * density = kept tiles / tiles; recall = kept mass / total mass (1 when the
- * map has no mass).
+ * map has no mass), both summed in double in tile order.
  */
 #ifndef PARO_MASK_H_b2a9f0c4
 #define PARO_MASK_H_b2a9f0c4
@@ -40,8 +47,8 @@ typedef struct paro_mask_target {
 /* Bytes of scratch paro_build_mask needs for this many tiles. */
 size_t paro_mask_scratch_bytes(size_t tiles);
 
-/* mass: mean tile mass [nq*nk] of the chosen order.  keep: [nq*nk], set to
- * 0/1.  scratch: paro_mask_scratch_bytes(nq * nk) bytes, 8-aligned. */
+/* mass: mean tile mass [nq*nk] of the chosen order (finite, >= 0).  keep:
+ * [nq*nk], set to 0/1.  scratch: paro_mask_scratch_bytes(nq * nk) bytes. */
 void paro_build_mask(const paro_tiling *t, const double *mass, const paro_mask_target *tg,
                      uint8_t *keep, double *density, double *recall, void *scratch);
 

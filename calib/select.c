@@ -3,11 +3,12 @@
 
 #include <string.h> /* memcpy */
 
+#include "largest.h" /* paro_largest_scratch_bytes */
 #include "metrics.h" /* paro_metric_* */
 
 size_t paro_score_scratch_bytes(size_t tiles)
 {
-    return tiles * sizeof(double) + tiles * sizeof(uint32_t) + paro_sort_scratch_bytes(tiles) + 16;
+    return tiles * sizeof(double) + paro_largest_scratch_bytes(tiles);
 }
 
 void paro_score_head(const paro_tiling *t, const paro_block_stats *st, uint32_t head,
@@ -16,20 +17,25 @@ void paro_score_head(const paro_tiling *t, const paro_block_stats *st, uint32_t 
 {
     const size_t nt = paro_tiling_tiles(t);
     double *mass = scratch;
-    void *sort_space = mass + nt;
+    void *select_space = mass + nt;
     double sparse[PARO_N_ORDERS], quant[PARO_N_ORDERS], combined[PARO_N_ORDERS];
     int valid[PARO_N_ORDERS];
 
     for (int slot = 0; slot < t->n_slots; slot++) {
-        /* Orders are chosen from all samples: sum the buckets. */
-        memcpy(mass, paro_block_stats_mass(st, 0, head, (uint32_t)slot), nt * sizeof *mass);
-        for (uint32_t b = 1; b < st->n_buckets; b++) {
-            const double *mb = paro_block_stats_mass(st, b, head, (uint32_t)slot);
-            for (size_t i = 0; i < nt; i++)
-                mass[i] += mb[i];
+        /* Orders are chosen from all samples: sum the buckets (one bucket
+         * is its own sum). */
+        const double *all = paro_block_stats_mass(st, 0, head, (uint32_t)slot);
+        if (st->n_buckets > 1) {
+            memcpy(mass, all, nt * sizeof *mass);
+            for (uint32_t b = 1; b < st->n_buckets; b++) {
+                const double *mb = paro_block_stats_mass(st, b, head, (uint32_t)slot);
+                for (size_t i = 0; i < nt; i++)
+                    mass[i] += mb[i];
+            }
+            all = mass;
         }
-        sparse[slot] = paro_metric_sparse(mass, nt, score_recall, sort_space);
-        quant[slot] = paro_metric_quant(mass, paro_block_stats_peak(st, head, (uint32_t)slot),
+        sparse[slot] = paro_metric_sparse(all, nt, score_recall, select_space);
+        quant[slot] = paro_metric_quant(all, paro_block_stats_peak(st, head, (uint32_t)slot),
                                         t->area, nt);
         valid[slot] = 1;
     }

@@ -1,81 +1,28 @@
 /* paro — block-sparse, quant and combined scores (see METRICS.md). */
 #include "metrics.h"
 
-#include <stdint.h> /* uint32_t, uint64_t, uintptr_t */
-#include <string.h> /* memcpy, memset */
-
-/* ---- sorting tile masses ------------------------------------------------ */
-
-#define RADIX_BITS 11
-#define RADIX (1u << RADIX_BITS)
-
-size_t paro_sort_scratch_bytes(size_t n)
-{
-    /* keys and their ping-pong copy, the index ping-pong buffer, a histogram */
-    return 2 * n * sizeof(uint64_t) + n * sizeof(uint32_t) + RADIX * sizeof(size_t) + 8;
-}
-
-void paro_sort_desc(const double *values, size_t n, uint32_t *order, void *scratch)
-{
-    uint64_t *key = scratch, *key_tmp = key + n;
-    uint32_t *idx_tmp = (uint32_t *)(key_tmp + n);
-    size_t *count = (size_t *)(((uintptr_t)(idx_tmp + n) + 7) & ~(uintptr_t)7);
-    for (size_t i = 0; i < n; i++) {
-        uint64_t bits;
-        memcpy(&bits, &values[i], sizeof bits);
-        key[i] = ~bits; /* non-negative doubles: larger value, larger bits */
-        order[i] = (uint32_t)i;
-    }
-    /* LSD radix sort, ascending on ~bits (descending on the value); each pass
-     * is stable, so equal values keep their index order. */
-    for (unsigned shift = 0; shift < 64; shift += RADIX_BITS) {
-        memset(count, 0, RADIX * sizeof *count);
-        for (size_t i = 0; i < n; i++)
-            count[(key[i] >> shift) & (RADIX - 1)]++;
-        if (n && count[(key[0] >> shift) & (RADIX - 1)] == n)
-            continue; /* every key has the same digit here */
-        size_t sum = 0;
-        for (unsigned d = 0; d < RADIX; d++) {
-            size_t c = count[d];
-            count[d] = sum;
-            sum += c;
-        }
-        for (size_t i = 0; i < n; i++) {
-            size_t at = count[(key[i] >> shift) & (RADIX - 1)]++;
-            key_tmp[at] = key[i];
-            idx_tmp[at] = order[i];
-        }
-        memcpy(key, key_tmp, n * sizeof *key);
-        memcpy(order, idx_tmp, n * sizeof *order);
-    }
-}
+#include "largest.h" /* paro_largest_until */
 
 double paro_metric_sparse(const double *mass, size_t nt, double recall, void *scratch)
 {
     if (nt == 0)
         return 0.0;
-    uint32_t *order = scratch;
-    paro_sort_desc(mass, nt, order, (void *)(((uintptr_t)(order + nt) + 7) & ~(uintptr_t)7));
-    double total = 0.0;
-    for (size_t i = nt; i-- > 0;) /* smallest first: less rounding */
-        total += mass[order[i]];
-    if (!(total > 0.0))
+    paro_cut cut;
+    paro_largest_until(mass, nt, NULL, recall, &cut, scratch);
+    switch (cut.kind) {
+    case PARO_CUT_EMPTY: /* no mass: nothing to rank the tiles by */
+    case PARO_CUT_SHORT: /* the goal is above the total (recall > 1, or the
+                            rounding of the total): every tile is needed */
         return 0.0;
-    double goal = recall * total;
-    double kept = 0.0;
-    for (size_t i = 0; i < nt; i++) {
-        const double m = mass[order[i]];
-        if (kept + m >= goal) {
-            /* Tile i crosses the goal: count the part of it that is needed. */
-            double part = m > 0.0 ? (goal - kept) / m : 0.0;
-            if (part < 0.0)
-                part = 0.0;
-            double needed = ((double)i + part) / (double)nt;
-            return 1.0 - needed;
-        }
-        kept += m;
+    case PARO_CUT_MET: /* goal <= 0: no tile is needed */
+        return 1.0;
+    case PARO_CUT_CROSS:
+        break;
     }
-    return 0.0; /* rounding left the goal just out of reach: nothing to skip */
+    /* The crossing tile counts with the part of it that is needed, in
+     * (0, 1] since 0 < short_by <= mass. */
+    const double part = cut.short_by / cut.mass;
+    return 1.0 - ((double)cut.whole + part) / (double)nt;
 }
 
 double paro_metric_quant(const double *mass_sum, const double *peak_sum,

@@ -7,7 +7,6 @@
 #define PARO_METRICS_H_1b9d6f22
 
 #include <stddef.h> /* size_t */
-#include <stdint.h> /* uint32_t */
 
 #ifdef __cplusplus
 extern "C" {
@@ -16,22 +15,14 @@ extern "C" {
 #define PARO_DEFAULT_ALPHA 0.5
 #define PARO_DEFAULT_SCORE_RECALL 0.95
 
-/* Bytes of scratch paro_sort_desc and paro_metric_sparse need for n values. */
-size_t paro_sort_scratch_bytes(size_t n);
-
-/* order[0..n) = the indices of values sorted by value, largest first; equal
- * values keep increasing index order.  values must be >= 0 (tile masses), so
- * their bit patterns sort like the numbers: a stable radix sort, O(n).
- * scratch: paro_sort_scratch_bytes(n) bytes, 8-aligned. */
-void paro_sort_desc(const double *values, size_t n, uint32_t *order, void *scratch);
-
-/* Block-sparse score in [0, 1), higher is better: the fraction of tiles that
+/* Block-sparse score in [0, 1], higher is better: the fraction of tiles that
  * can be skipped while the kept ones still hold `recall` of the total mass,
  * taking the largest tiles first and interpolating linearly inside the tile
  * that crosses the target (so the score moves continuously with the masses).
- * mass: tile masses (any non-negative scale), nt tiles.  scratch:
- * nt * sizeof(uint32_t) + paro_sort_scratch_bytes(nt) bytes, 8-aligned.
- * A map with no mass scores 0. */
+ * Sums are exact and rounded once (METRICS.md), so the score depends on the
+ * masses only, not on their order, and takes O(nt) time.
+ * mass: tile masses (finite, >= 0, any scale), nt tiles.  scratch:
+ * paro_largest_scratch_bytes(nt) bytes.  A map with no mass scores 0. */
 double paro_metric_sparse(const double *mass, size_t nt, double recall, void *scratch);
 
 /* Quant score >= 1, lower is better: the mass-weighted mean incoherence

@@ -1,7 +1,8 @@
 /* paro tests — calib/: orders, tilings, the CPU tile-stats reference against
  * brute force, block statistics, masks, order choice, synth. */
 #include <check.h>  /* START_TEST, ck_assert_* */
-#include <math.h>   /* exp, fabs */
+#include <float.h>  /* DBL_MAX */
+#include <math.h>   /* exp, fabs, INFINITY, NAN */
 #include <stdlib.h> /* malloc, free */
 #include <string.h> /* memcmp */
 
@@ -315,7 +316,7 @@ START_TEST(mask_density_keeps_text_then_largest)
     paro_tiling t;
     small_tiling(&t);
     uint8_t keep[16];
-    uint64_t scratch[4096]; /* >= paro_mask_scratch_bytes(16) */
+    uint64_t scratch[8192]; /* >= paro_mask_scratch_bytes(16) */
     ck_assert_uint_le(paro_mask_scratch_bytes(16), sizeof scratch);
     double density, recall;
     paro_mask_target tg = {PARO_TARGET_DENSITY, 0.5, 1, 0};
@@ -344,7 +345,7 @@ START_TEST(mask_recall_and_threshold)
     paro_tiling t;
     small_tiling(&t);
     uint8_t keep[16];
-    uint64_t scratch[4096]; /* >= paro_mask_scratch_bytes(16) */
+    uint64_t scratch[8192]; /* >= paro_mask_scratch_bytes(16) */
     ck_assert_uint_le(paro_mask_scratch_bytes(16), sizeof scratch);
     double density, recall, total = 0;
     for (int i = 0; i < 16; i++)
@@ -378,7 +379,7 @@ START_TEST(mask_keep_last_counts_towards_the_target)
     paro_tiling t;
     small_tiling(&t);
     uint8_t keep[16];
-    uint64_t scratch[4096]; /* >= paro_mask_scratch_bytes(16) */
+    uint64_t scratch[8192]; /* >= paro_mask_scratch_bytes(16) */
     double density, recall, total = 0;
     for (int i = 0; i < 16; i++)
         total += small_mass[i];
@@ -418,7 +419,7 @@ START_TEST(mask_every_query_block_keeps_a_tile)
     paro_tiling t;
     small_tiling(&t);
     uint8_t keep[16];
-    uint64_t scratch[4096]; /* >= paro_mask_scratch_bytes(16) */
+    uint64_t scratch[8192]; /* >= paro_mask_scratch_bytes(16) */
     ck_assert_uint_le(paro_mask_scratch_bytes(16), sizeof scratch);
     double density, recall;
     paro_mask_target tg = {PARO_TARGET_DENSITY, 0.0, 0, 0};
@@ -430,6 +431,293 @@ START_TEST(mask_every_query_block_keeps_a_tile)
         ck_assert_msg(any, "query block %u has no tile", a);
     }
     ck_assert_double_eq_tol(density, 4.0 / 16, 1e-12);
+    paro_tiling_free(&t);
+}
+END_TEST
+
+/* ---- masks against references ------------------------------------------ */
+
+/* The mask builder as it was before selection replaced its sort, kept here
+ * as the oracle: its density and threshold masks are the definition, and
+ * must come out the same, bit for bit.  Its recall target summed in double;
+ * with exact_recall the sums are exact (tu_exact), as mask.h now defines. */
+#define OLD_RADIX_BITS 11
+#define OLD_RADIX (1u << OLD_RADIX_BITS)
+
+static void old_sort_desc(const double *values, size_t n, uint32_t *order)
+{
+    uint64_t *key = malloc((2 * n + 1) * sizeof *key), *key_tmp = key + n;
+    uint32_t *idx_tmp = malloc((n + 1) * sizeof *idx_tmp);
+    size_t *count = malloc(OLD_RADIX * sizeof *count);
+    for (size_t i = 0; i < n; i++) {
+        uint64_t bits;
+        memcpy(&bits, &values[i], sizeof bits);
+        key[i] = ~bits;
+        order[i] = (uint32_t)i;
+    }
+    for (unsigned shift = 0; shift < 64; shift += OLD_RADIX_BITS) {
+        memset(count, 0, OLD_RADIX * sizeof *count);
+        for (size_t i = 0; i < n; i++)
+            count[(key[i] >> shift) & (OLD_RADIX - 1)]++;
+        if (n && count[(key[0] >> shift) & (OLD_RADIX - 1)] == n)
+            continue;
+        size_t sum = 0;
+        for (unsigned d = 0; d < OLD_RADIX; d++) {
+            size_t c = count[d];
+            count[d] = sum;
+            sum += c;
+        }
+        for (size_t i = 0; i < n; i++) {
+            size_t at = count[(key[i] >> shift) & (OLD_RADIX - 1)]++;
+            key_tmp[at] = key[i];
+            idx_tmp[at] = order[i];
+        }
+        memcpy(key, key_tmp, n * sizeof *key);
+        memcpy(order, idx_tmp, n * sizeof *order);
+    }
+    free(key);
+    free(idx_tmp);
+    free(count);
+}
+
+static uint64_t old_tiles_for_density(double d, uint64_t nt)
+{
+    double x = d * (double)nt;
+    uint64_t k = (uint64_t)x;
+    if (x - (double)k > 1e-9)
+        k++;
+    return k > nt ? nt : k;
+}
+
+static void old_build_mask(const paro_tiling *t, const double *mass, const paro_mask_target *tg,
+                           uint8_t *keep, double *density, double *recall, int exact_recall)
+{
+    const size_t nt = paro_tiling_tiles(t);
+    uint32_t *scratch = malloc((nt + 1) * sizeof *scratch);
+    memset(keep, 0, nt);
+    size_t kept = 0;
+    double kept_mass = 0.0, total = 0.0;
+    tu_exact kept_x, total_x, goal_x;
+    tu_exact_zero(&kept_x);
+    tu_exact_zero(&total_x);
+    for (size_t i = 0; i < nt; i++) {
+        total += mass[i];
+        tu_exact_add(&total_x, mass[i]);
+    }
+    for (uint32_t a = 0; a < t->nq; a++) {
+        int row = (tg->keep_text && paro_tiling_qblock_has_text(t, a)) ||
+                  (tg->keep_last && a + 1 == t->nq);
+        for (uint32_t b = 0; b < t->nk; b++)
+            if (row || (tg->keep_text && paro_tiling_kblock_has_text(t, b)) ||
+                (tg->keep_last && b + 1 == t->nk)) {
+                size_t i = (size_t)a * t->nk + b;
+                keep[i] = 1;
+                kept++;
+                kept_mass += mass[i];
+                tu_exact_add(&kept_x, mass[i]);
+            }
+    }
+    old_sort_desc(mass, nt, scratch);
+    if (tg->mode == PARO_TARGET_DENSITY) {
+        uint64_t want = old_tiles_for_density(tg->value, nt);
+        for (size_t r = 0; r < nt && kept < want; r++)
+            if (!keep[scratch[r]]) {
+                keep[scratch[r]] = 1;
+                kept++;
+            }
+    } else if (tg->mode == PARO_TARGET_RECALL && !exact_recall) {
+        double goal = tg->value * total;
+        for (size_t r = 0; r < nt && kept_mass < goal; r++) {
+            uint32_t i = scratch[r];
+            if (!(mass[i] > 0.0))
+                break;
+            if (!keep[i]) {
+                keep[i] = 1;
+                kept++;
+                kept_mass += mass[i];
+            }
+        }
+    } else if (tg->mode == PARO_TARGET_RECALL) {
+        /* total rounded once, goal = R * total; add while kept < goal */
+        const double goal = tg->value * tu_exact_round(&total_x);
+        const int finite = goal <= DBL_MAX;
+        tu_exact_zero(&goal_x);
+        if (finite && goal > 0.0)
+            tu_exact_add(&goal_x, goal);
+        for (size_t r = 0; r < nt && goal > 0.0 && (!finite || tu_exact_cmp(&kept_x, &goal_x) < 0);
+             r++) {
+            uint32_t i = scratch[r];
+            if (!(mass[i] > 0.0))
+                break;
+            if (!keep[i]) {
+                keep[i] = 1;
+                tu_exact_add(&kept_x, mass[i]);
+            }
+        }
+    } else {
+        for (size_t i = 0; i < nt; i++)
+            if (!keep[i] && mass[i] / t->area[i] >= tg->value)
+                keep[i] = 1;
+    }
+    for (uint32_t a = 0; a < t->nq; a++) {
+        const size_t row = (size_t)a * t->nk;
+        int any = 0;
+        size_t best = row;
+        for (uint32_t b = 0; b < t->nk; b++) {
+            any |= keep[row + b];
+            if (mass[row + b] > mass[best])
+                best = row + b;
+        }
+        if (!any)
+            keep[best] = 1;
+    }
+    paro_mask_measure(t, mass, keep, density, recall);
+    free(scratch);
+}
+
+/* Tilings with text first and last, none, partial blocks, one-token blocks. */
+static const struct mask_shape {
+    uint32_t grid[3], text;
+    int text_last;
+    uint32_t block_q, block_k;
+} mask_shapes[] = {
+    {{1, 2, 3}, 2, 0, 2, 2},  {{2, 3, 5}, 5, 0, 4, 3},  {{3, 4, 5}, 7, 1, 5, 8},
+    {{1, 1, 40}, 0, 0, 8, 8}, {{2, 5, 7}, 3, 0, 1, 1},  {{4, 6, 8}, 16, 1, 7, 16},
+    {{1, 3, 3}, 0, 0, 9, 9},  {{2, 2, 9}, 30, 0, 6, 5},
+};
+#define N_MASK_SHAPES (sizeof mask_shapes / sizeof *mask_shapes)
+
+/* Masses for the masks: the kinds of tu_masses, and (kind TU_MASS_KINDS)
+ * bit patterns outside the domain, -0.0, +inf and NaN among ordinary ones,
+ * for which the density target must still match its old sort. */
+static void mask_masses(int kind, double *v, size_t n, uint64_t *rng)
+{
+    if (kind < TU_MASS_KINDS) {
+        tu_masses(kind, v, n, rng);
+        return;
+    }
+    static const double odd[4] = {-0.0, INFINITY, NAN, 0.0};
+    for (size_t i = 0; i < n; i++) {
+        uint64_t r = tu_rand(rng);
+        v[i] = r % 3 == 0 ? odd[(r >> 8) % 4] : tu_uniform(rng);
+    }
+}
+
+static void assert_masks_equal(const paro_tiling *t, const double *mass,
+                               const paro_mask_target *tg, int exact_recall, const char *what)
+{
+    const size_t nt = paro_tiling_tiles(t);
+    uint8_t *got = malloc(nt), *want = malloc(nt);
+    void *scratch = malloc(paro_mask_scratch_bytes(nt));
+    double gd, gr, wd, wr;
+    paro_build_mask(t, mass, tg, got, &gd, &gr, scratch);
+    old_build_mask(t, mass, tg, want, &wd, &wr, exact_recall);
+    size_t first = 0;
+    while (first < nt && got[first] == want[first])
+        first++;
+    ck_assert_msg(first == nt,
+                  "%s: %ux%u tiles, target %d %g, text %d, last %d: tile %zu differs (%d, want %d)",
+                  what, t->nq, t->nk, (int)tg->mode, tg->value, tg->keep_text, tg->keep_last,
+                  first, first < nt ? got[first] : 0, first < nt ? want[first] : 0);
+    ck_assert_msg(memcmp(&gd, &wd, sizeof gd) == 0 && memcmp(&gr, &wr, sizeof gr) == 0,
+                  "%s: density %a recall %a, want %a %a", what, gd, gr, wd, wr);
+    free(got);
+    free(want);
+    free(scratch);
+}
+
+START_TEST(mask_density_and_threshold_are_unchanged)
+{
+    /* _i: the shape.  Every kind of masses, text and last kept or not, and
+     * densities from 0 to 1, at and between whole tiles. */
+    paro_tiling t;
+    paro_errinfo ei;
+    paro_errinfo_clear(&ei);
+    const struct mask_shape *sh = &mask_shapes[_i];
+    ck_assert_int_eq(paro_tiling_init(&t, sh->grid, sh->text, sh->text_last, sh->block_q,
+                                      sh->block_k, &ei),
+                     PARO_OK);
+    const size_t nt = paro_tiling_tiles(&t);
+    double *mass = malloc(nt * sizeof *mass);
+    uint64_t rng = 31 + (uint64_t)_i;
+    const double densities[] = {0.0, 1.0, 0.25, 0.5, 1.0 / (double)nt, 3.0 / (double)nt,
+                                0.999, 0.1, 0.7};
+    for (int kind = 0; kind <= TU_MASS_KINDS; kind++)
+        for (int rep = 0; rep < 3; rep++) {
+            mask_masses(kind, mass, nt, &rng);
+            for (int flags = 0; flags < 4; flags++) {
+                for (size_t d = 0; d < sizeof densities / sizeof *densities; d++) {
+                    paro_mask_target tg = {PARO_TARGET_DENSITY, densities[d], flags & 1,
+                                           flags >> 1};
+                    assert_masks_equal(&t, mass, &tg, 0, "density");
+                }
+                paro_mask_target th = {PARO_TARGET_THRESHOLD, tu_uniform(&rng) * 0.02,
+                                       flags & 1, flags >> 1};
+                assert_masks_equal(&t, mass, &th, 0, "threshold");
+            }
+        }
+    free(mass);
+    paro_tiling_free(&t);
+}
+END_TEST
+
+START_TEST(mask_recall_matches_exact_sums)
+{
+    /* _i: the shape.  The exact-sum reference on every kind of masses; and
+     * the old implementation where its sums in double are exact (masses
+     * that are a few multiples of 1/4). */
+    paro_tiling t;
+    paro_errinfo ei;
+    paro_errinfo_clear(&ei);
+    const struct mask_shape *sh = &mask_shapes[_i];
+    ck_assert_int_eq(paro_tiling_init(&t, sh->grid, sh->text, sh->text_last, sh->block_q,
+                                      sh->block_k, &ei),
+                     PARO_OK);
+    const size_t nt = paro_tiling_tiles(&t);
+    double *mass = malloc(nt * sizeof *mass);
+    uint64_t rng = 37 + (uint64_t)_i;
+    const double recalls[] = {0.0, 1e-300, 0.3, 0.6, 0.95, 0.999999, 1.0, 1.5};
+    for (int kind = 0; kind < TU_MASS_KINDS; kind++)
+        for (int rep = 0; rep < 3; rep++) {
+            mask_masses(kind, mass, nt, &rng);
+            for (int flags = 0; flags < 4; flags++)
+                for (size_t r = 0; r < sizeof recalls / sizeof *recalls; r++) {
+                    paro_mask_target tg = {PARO_TARGET_RECALL, recalls[r], flags & 1,
+                                           flags >> 1};
+                    assert_masks_equal(&t, mass, &tg, 1, "recall");
+                    if (kind == TU_MASS_TIES)
+                        assert_masks_equal(&t, mass, &tg, 0, "recall, old sums");
+                }
+        }
+    free(mass);
+    paro_tiling_free(&t);
+}
+END_TEST
+
+START_TEST(masks_at_the_reference_shape)
+{
+    /* 278 x 278 tiles of a CogVideoX-5B layer at blocks of 64, 226 text
+     * tokens first. */
+    paro_tiling t;
+    paro_errinfo ei;
+    paro_errinfo_clear(&ei);
+    ck_assert_int_eq(paro_tiling_init(&t, (uint32_t[3]){13, 30, 45}, 226, 0, 64, 64, &ei),
+                     PARO_OK);
+    const size_t nt = paro_tiling_tiles(&t);
+    double *mass = malloc(nt * sizeof *mass);
+    uint64_t rng = 41;
+    const int kinds[] = {TU_MASS_FLOAT, TU_MASS_SKEWED, TU_MASS_TIES};
+    for (int k = 0; k < 3; k++) {
+        mask_masses(kinds[k], mass, nt, &rng);
+        for (int flags = 0; flags < 4; flags += 3) {
+            paro_mask_target tg = {PARO_TARGET_DENSITY, 0.25, flags & 1, flags >> 1};
+            assert_masks_equal(&t, mass, &tg, 0, "density");
+            tg.mode = PARO_TARGET_RECALL;
+            tg.value = 0.9;
+            assert_masks_equal(&t, mass, &tg, 1, "recall");
+        }
+    }
+    free(mass);
     paro_tiling_free(&t);
 }
 END_TEST
@@ -570,10 +858,14 @@ static Suite *calib_suite(void)
     suite_add_tcase(s, tc);
 
     tc = tcase_create("masks");
+    tcase_set_timeout(tc, 60);
     tcase_add_test(tc, mask_density_keeps_text_then_largest);
     tcase_add_test(tc, mask_recall_and_threshold);
     tcase_add_test(tc, mask_keep_last_counts_towards_the_target);
     tcase_add_test(tc, mask_every_query_block_keeps_a_tile);
+    tcase_add_loop_test(tc, mask_density_and_threshold_are_unchanged, 0, (int)N_MASK_SHAPES);
+    tcase_add_loop_test(tc, mask_recall_matches_exact_sums, 0, (int)N_MASK_SHAPES);
+    tcase_add_test(tc, masks_at_the_reference_shape);
     tcase_add_test(tc, bucket_of_progress);
     suite_add_tcase(s, tc);
 

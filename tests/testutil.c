@@ -3,6 +3,7 @@
 #include "testutil.h"
 
 #include <ftw.h>      /* nftw */
+#include <math.h>     /* frexp, ldexp */
 #include <stdio.h>    /* fopen, fwrite, fread */
 #include <stdlib.h>   /* malloc, getenv, mkdtemp */
 #include <string.h>   /* strlen, memcpy */
@@ -97,6 +98,124 @@ double tu_normal(uint64_t *state)
     for (int i = 0; i < 12; i++)
         s += tu_uniform(state);
     return s - 6.0;
+}
+
+void tu_exact_zero(tu_exact *x)
+{
+    memset(x, 0, sizeof *x);
+}
+
+void tu_exact_add(tu_exact *x, double v)
+{
+    int e;
+    double f = frexp(v, &e); /* v = f 2^e, 0.5 <= f < 1 */
+    uint64_t m = (uint64_t)ldexp(f, 53);
+    int pos = e - 53 + 1074; /* v = m 2^(pos - 1074) */
+    if (pos < 0) {           /* a subnormal: its low bits are zero */
+        m >>= -pos;
+        pos = 0;
+    }
+    /* digit pos / 32 gets the low 32 - sh bits of m, the next ones 32 each */
+    const int sh = pos % 32;
+    uint64_t part = (m << sh) & 0xffffffffu, carry = 0;
+    m >>= 32 - sh;
+    for (int i = pos / 32; i < TU_EXACT_DIGITS && (part || m || carry); i++) {
+        uint64_t t = (uint64_t)x->d[i] + part + carry;
+        x->d[i] = (uint32_t)t;
+        carry = t >> 32;
+        part = m & 0xffffffffu;
+        m >>= 32;
+    }
+}
+
+void tu_exact_sub(tu_exact *x, const tu_exact *y)
+{
+    int64_t borrow = 0;
+    for (int i = 0; i < TU_EXACT_DIGITS; i++) {
+        int64_t t = (int64_t)x->d[i] - (int64_t)y->d[i] - borrow;
+        borrow = t < 0;
+        x->d[i] = (uint32_t)(t + (borrow << 32));
+    }
+}
+
+int tu_exact_cmp(const tu_exact *a, const tu_exact *b)
+{
+    for (int i = TU_EXACT_DIGITS; i-- > 0;)
+        if (a->d[i] != b->d[i])
+            return a->d[i] > b->d[i] ? 1 : -1;
+    return 0;
+}
+
+static int exact_bit(const tu_exact *x, int p)
+{
+    return (x->d[p / 32] >> (p % 32)) & 1;
+}
+
+double tu_exact_round(const tu_exact *x)
+{
+    int p = TU_EXACT_DIGITS * 32 - 1;
+    while (p >= 0 && !exact_bit(x, p))
+        p--;
+    if (p < 0)
+        return 0.0;
+    if (p < 53) /* fewer bits than a double holds, all at or above 2^-1074 */
+        return ldexp((double)(((uint64_t)x->d[1] << 32) | x->d[0]), -1074);
+    uint64_t m = 0;
+    for (int b = p; b > p - 53; b--)
+        m = 2 * m + (uint64_t)exact_bit(x, b);
+    int half = exact_bit(x, p - 53), sticky = 0;
+    for (int b = p - 54; b >= 0 && !sticky; b--)
+        sticky = exact_bit(x, b);
+    if (half && (sticky || (m & 1)))
+        m++; /* 2^53 is still exact */
+    return ldexp((double)m, p - 52 - 1074);
+}
+
+static double double_of_bits(uint64_t b)
+{
+    double v;
+    memcpy(&v, &b, sizeof v);
+    return v;
+}
+
+void tu_masses(int kind, double *v, size_t n, uint64_t *rng)
+{
+    const uint64_t frac = (UINT64_C(1) << 52) - 1;
+    const double same = 0.5 + tu_uniform(rng);
+    static const double few[4] = {0.0, 0.25, 0.5, 3.0};
+    for (size_t i = 0; i < n; i++) {
+        const uint64_t r = tu_rand(rng);
+        const double u = tu_uniform(rng);
+        switch (kind) {
+        case TU_MASS_SKEWED:
+            v[i] = 64.0 * u * u * u * u;
+            break;
+        case TU_MASS_FLOAT:
+            v[i] = (double)(float)(64.0 * exp(-20.0 * u));
+            break;
+        case TU_MASS_WIDE:
+            v[i] = r % 17 == 0 ? 0.0 : double_of_bits((r % 2047) << 52 | (tu_rand(rng) & frac));
+            break;
+        case TU_MASS_NARROW:
+            v[i] = 1.0 + u;
+            break;
+        case TU_MASS_TIES:
+            v[i] = few[r % 4];
+            break;
+        case TU_MASS_ZEROS:
+            v[i] = r % 10 ? 0.0 : u;
+            break;
+        case TU_MASS_EQUAL:
+            v[i] = same;
+            break;
+        case TU_MASS_SUBNORMAL:
+            v[i] = r % 5 == 0 ? 0.0 : double_of_bits(r & frac >> (r % 40));
+            break;
+        default: /* TU_MASS_HUGE */
+            v[i] = double_of_bits((UINT64_C(2030) + r % 17) << 52 | (tu_rand(rng) & frac));
+            break;
+        }
+    }
 }
 
 int tu_run_suite(Suite *s)

@@ -25,6 +25,37 @@ double tu_uniform(uint64_t *state);
 /* Roughly standard normal (sum of 12 uniforms - 6): no libm. */
 double tu_normal(uint64_t *state);
 
+/* An exact sum of finite doubles >= 0, for test oracles: a binary number in
+ * 32-bit digits whose lowest bit weighs 2^-1074.  Written apart from
+ * metrics/largest.c (other digits, frexp/ldexp, rounding bit by bit) so that
+ * the two check each other. */
+#define TU_EXACT_DIGITS 72
+typedef struct tu_exact {
+    uint32_t d[TU_EXACT_DIGITS];
+} tu_exact;
+void tu_exact_zero(tu_exact *x);
+void tu_exact_add(tu_exact *x, double v);
+/* x -= y, for x >= y. */
+void tu_exact_sub(tu_exact *x, const tu_exact *y);
+int tu_exact_cmp(const tu_exact *a, const tu_exact *b);
+/* Nearest double, ties to even (+inf past the largest double). */
+double tu_exact_round(const tu_exact *x);
+
+/* n test masses of one kind (TU_MASS_*), finite and >= 0. */
+enum {
+    TU_MASS_SKEWED,    /* doubles in [0, 64), most of them small */
+    TU_MASS_FLOAT,     /* floats over nine decades, as the CUDA backend gives them */
+    TU_MASS_WIDE,      /* any double: every exponent, subnormals, zeros */
+    TU_MASS_NARROW,    /* doubles in [1, 2): one exponent, every fraction bit */
+    TU_MASS_TIES,      /* a few values, many times each, zeros among them */
+    TU_MASS_ZEROS,     /* nine in ten are zero */
+    TU_MASS_EQUAL,     /* all the same */
+    TU_MASS_SUBNORMAL, /* subnormals and zeros */
+    TU_MASS_HUGE,      /* near the largest double: sums overflow */
+    TU_MASS_KINDS
+};
+void tu_masses(int kind, double *v, size_t n, uint64_t *rng);
+
 /* Runs one suite (fork mode unless CK_FORK=no) and returns the exit status. */
 int tu_run_suite(Suite *s);
 
