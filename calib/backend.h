@@ -54,6 +54,6 @@ paro_err paro_backend_cpu_open(paro_backend *b, const paro_backend_shape *s, int
 /* PARO_ERR_NO_CUDA when there is no device (or no CUDA in this build),
  * PARO_ERR_USAGE when the kernels do not handle this shape. */
 paro_err paro_backend_cuda_open(paro_backend *b, const paro_backend_shape *s, int device,
-                                int threads, paro_errinfo *ei);
+                                paro_errinfo *ei);
 
 #endif

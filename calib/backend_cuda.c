@@ -4,43 +4,21 @@
 
 #include "backend.h"
 #include "kernels.h"  /* paro_cuda_* */
-#include "parallel.h" /* paro_parallel_for */
 
 typedef struct cuda_state {
     paro_cuda_ctx *ctx;
-    int threads;
     /* The stats of the open layer, then of the sealed ones, oldest first
      * (the context keeps the same order). */
     paro_block_stats *open;
     paro_block_stats *sealed[2];
     int n_sealed;
-    paro_block_stats *stats;  /* the layer being collected */
-    const float *mass, *peak; /* its sums, from layer_end */
 } cuda_state;
-
-/* One head's rows of the GPU's f32 sums into the fp64 statistics: they are
- * the layer's whole sums, so they replace what the stats held (no clearing
- * pass is needed). */
-static void add_head(void *arg, uint32_t item, int worker)
-{
-    cuda_state *cs = arg;
-    paro_block_stats *st = cs->stats;
-    const size_t row = paro_block_stats_tiles(st) * st->n_slots;
-    (void)worker;
-    /* items: n_buckets * heads rows of mass, then heads rows of peak */
-    const uint32_t mass_rows = st->n_buckets * st->heads;
-    const float *from = item < mass_rows ? cs->mass + (size_t)item * row
-                                         : cs->peak + (size_t)(item - mass_rows) * row;
-    double *to = item < mass_rows ? st->mass + (size_t)item * row
-                                  : st->peak + (size_t)(item - mass_rows) * row;
-    for (size_t i = 0; i < row; i++)
-        to[i] = from[i];
-}
 
 static paro_err cuda_layer_begin(paro_backend *b, paro_block_stats *stats, paro_errinfo *ei)
 {
     cuda_state *cs = b->state;
     cs->open = stats;
+    stats->mass32 = stats->peak32 = NULL; /* lent by the next collect */
     /* The counts are the driver's, added per sample. */
     memset(stats->count, 0, (size_t)stats->n_buckets * stats->heads * sizeof *stats->count);
     return paro_cuda_layer_begin(cs->ctx, ei);
@@ -81,14 +59,18 @@ static paro_err cuda_collect(paro_backend *b, paro_errinfo *ei)
     if (cs->n_sealed == 0)
         return paro_error(ei, PARO_ERR_USAGE, NULL, PARO_NO_OFFSET,
                           "cuda backend: collect without a sealed layer");
-    paro_err rc = paro_cuda_layer_end(cs->ctx, &cs->mass, &cs->peak, ei);
+    const float *mass, *peak;
+    paro_err rc = paro_cuda_layer_end(cs->ctx, &mass, &peak, ei);
     if (rc)
         return rc;
-    cs->stats = cs->sealed[0];
+    /* The layer's whole sums, lent as they came down (pinned host memory,
+     * valid until the next layer_begin): widening them to fp64 here would
+     * write and read back twice their size for nothing. */
+    paro_block_stats *st = cs->sealed[0];
     cs->sealed[0] = cs->sealed[1];
     cs->n_sealed--;
-    paro_block_stats *st = cs->stats;
-    paro_parallel_for(cs->threads, (st->n_buckets + 1) * st->heads, add_head, cs);
+    st->mass32 = mass;
+    st->peak32 = peak;
     return PARO_OK;
 }
 
@@ -103,7 +85,7 @@ static void cuda_close(paro_backend *b)
 }
 
 paro_err paro_backend_cuda_open(paro_backend *b, const paro_backend_shape *s, int device,
-                                int threads, paro_errinfo *ei)
+                                paro_errinfo *ei)
 {
     b->name = "cuda";
     b->layer_begin = cuda_layer_begin;
@@ -143,7 +125,6 @@ paro_err paro_backend_cuda_open(paro_backend *b, const paro_backend_shape *s, in
         free(cs);
         return rc;
     }
-    cs->threads = threads;
     b->state = cs;
     return PARO_OK;
 }

@@ -152,7 +152,7 @@ static void finish_head(void *ctx, uint32_t h, int worker)
         uint8_t *keep = job->keep + ((size_t)h * plan->n_buckets + b) * nt;
         size_t at = paro_plan_bucket_index(plan, job->slot_l, b, h);
         double density, recall;
-        const double *sum = paro_block_stats_mass(st, b, h, slot);
+        const double *sum = paro_block_stats_mass_row(st, b, h, slot, mean);
         double count = (double)st->count[(size_t)b * st->heads + h];
         for (size_t i = 0; i < nt; i++)
             mean[i] = count > 0 ? sum[i] / count : 0.0;
@@ -487,7 +487,7 @@ static paro_err open_backend(paro_backend *b, const paro_tiling *t, const paro_m
     if (cfg->device != PARO_DEVICE_CPU) {
         paro_errinfo why;
         paro_errinfo_clear(&why);
-        paro_err rc = paro_backend_cuda_open(b, &shape, gpu, threads, &why);
+        paro_err rc = paro_backend_cuda_open(b, &shape, gpu, &why);
         if (rc == PARO_OK)
             return PARO_OK;
         if (cfg->device == PARO_DEVICE_CUDA || cfg->gpus) {

@@ -355,7 +355,7 @@ static int build_from_stats(const layer_ctx *cx, worker_space *sp, uint32_t b, u
         memset(keep, 0, cx->nt); /* never applied: no sample falls in the bucket */
         return 0;
     }
-    const double *sum = paro_block_stats_mass(st, b, h, (uint32_t)slot);
+    const double *sum = paro_block_stats_mass_row(st, b, h, (uint32_t)slot, sp->mean);
     for (size_t i = 0; i < cx->nt; i++)
         sp->mean[i] = sum[i] / (double)count;
     paro_mask_target tg = {PARO_TARGET_DENSITY, density, cx->plan->keep_text,
@@ -828,7 +828,7 @@ static void gpu_close(gpu_eval *g)
 }
 
 static paro_err gpu_open(gpu_eval *g, const paro_tiling *t, const paro_plan *plan, size_t n_sets,
-                         int threads, paro_errinfo *ei)
+                         paro_errinfo *ei)
 {
     memset(g, 0, sizeof *g);
     paro_errinfo why;
@@ -854,7 +854,7 @@ static paro_err gpu_open(gpu_eval *g, const paro_tiling *t, const paro_plan *pla
     paro_backend_shape shape = {t, plan->heads, plan->head_dim, plan->n_buckets, plan->scale};
     paro_err rc = paro_cuda_eval_supports(&eg, ei) ? PARO_OK : PARO_ERR_USAGE;
     if (!rc)
-        rc = paro_backend_cuda_open(&g->stats, &shape, 0, threads, ei);
+        rc = paro_backend_cuda_open(&g->stats, &shape, 0, ei);
     if (!rc)
         rc = paro_cuda_eval_open(&g->ev, 0, &eg, ei);
     free(perms);
@@ -1236,7 +1236,7 @@ paro_err paro_eval(const paro_manifest *m, const paro_plan *plan, const paro_eva
     if (cfg->device != PARO_DEVICE_CPU) {
         paro_errinfo why;
         paro_errinfo_clear(&why);
-        rc = gpu_open(&gpu, &tiling, plan, n_sets, threads, &why);
+        rc = gpu_open(&gpu, &tiling, plan, n_sets, &why);
         if (rc == PARO_OK) {
             use_gpu = 1;
         } else if (cfg->device == PARO_DEVICE_CUDA) {

@@ -8,7 +8,8 @@
 
 size_t paro_score_scratch_bytes(size_t tiles)
 {
-    return tiles * sizeof(double) + paro_largest_scratch_bytes(tiles);
+    /* the buckets' sum of mass, a widened row, the peaks, the selection's */
+    return 3 * tiles * sizeof(double) + paro_largest_scratch_bytes(tiles);
 }
 
 void paro_score_head(const paro_tiling *t, const paro_block_stats *st, uint32_t head,
@@ -16,27 +17,28 @@ void paro_score_head(const paro_tiling *t, const paro_block_stats *st, uint32_t 
                      void *scratch)
 {
     const size_t nt = paro_tiling_tiles(t);
-    double *mass = scratch;
-    void *select_space = mass + nt;
+    double *mass = scratch, *row = mass + nt, *peak_room = row + nt;
+    void *select_space = peak_room + nt;
     double sparse[PARO_N_ORDERS], quant[PARO_N_ORDERS], combined[PARO_N_ORDERS];
     int valid[PARO_N_ORDERS];
 
     for (int slot = 0; slot < t->n_slots; slot++) {
         /* Orders are chosen from all samples: sum the buckets (one bucket
          * is its own sum). */
-        const double *all = paro_block_stats_mass(st, 0, head, (uint32_t)slot);
+        const double *all = paro_block_stats_mass_row(st, 0, head, (uint32_t)slot, mass);
         if (st->n_buckets > 1) {
-            memcpy(mass, all, nt * sizeof *mass);
+            if (all != mass)
+                memcpy(mass, all, nt * sizeof *mass);
             for (uint32_t b = 1; b < st->n_buckets; b++) {
-                const double *mb = paro_block_stats_mass(st, b, head, (uint32_t)slot);
+                const double *mb = paro_block_stats_mass_row(st, b, head, (uint32_t)slot, row);
                 for (size_t i = 0; i < nt; i++)
                     mass[i] += mb[i];
             }
             all = mass;
         }
         sparse[slot] = paro_metric_sparse(all, nt, score_recall, select_space);
-        quant[slot] = paro_metric_quant(all, paro_block_stats_peak(st, head, (uint32_t)slot),
-                                        t->area, nt);
+        quant[slot] = paro_metric_quant(
+            all, paro_block_stats_peak_row(st, head, (uint32_t)slot, peak_room), t->area, nt);
         valid[slot] = 1;
     }
     paro_metric_combine(sparse, quant, valid, (size_t)t->n_slots, alpha, combined);

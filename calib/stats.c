@@ -42,6 +42,29 @@ void paro_block_stats_free(paro_block_stats *st)
     memset(st, 0, sizeof *st);
 }
 
+static const double *widened(const float *from, size_t n, double *room)
+{
+    for (size_t i = 0; i < n; i++)
+        room[i] = from[i];
+    return room;
+}
+
+const double *paro_block_stats_mass_row(const paro_block_stats *st, uint32_t bucket,
+                                        uint32_t head, uint32_t slot, double *room)
+{
+    const size_t nt = paro_block_stats_tiles(st);
+    const size_t row = ((size_t)bucket * st->heads + head) * st->n_slots + slot;
+    return st->mass32 ? widened(st->mass32 + row * nt, nt, room) : st->mass + row * nt;
+}
+
+const double *paro_block_stats_peak_row(const paro_block_stats *st, uint32_t head,
+                                        uint32_t slot, double *room)
+{
+    const size_t nt = paro_block_stats_tiles(st);
+    const size_t row = (size_t)head * st->n_slots + slot;
+    return st->peak32 ? widened(st->peak32 + row * nt, nt, room) : st->peak + row * nt;
+}
+
 typedef struct zero_job {
     paro_block_stats *st;
     size_t head_doubles; /* per (bucket, head): n_slots * tiles */
@@ -61,6 +84,7 @@ static void zero_part(void *ctx, uint32_t item, int worker)
 
 void paro_block_stats_zero(paro_block_stats *st, int threads)
 {
+    st->mass32 = st->peak32 = NULL;
     zero_job job = {st, paro_block_stats_tiles(st) * st->n_slots};
     paro_parallel_for(threads, (st->n_buckets + 1) * st->heads, zero_part, &job);
     memset(st->count, 0, (size_t)st->n_buckets * st->heads * sizeof *st->count);
@@ -86,6 +110,9 @@ paro_err paro_block_stats_merge(paro_block_stats *dst, const paro_block_stats *s
         dst->n_slots != src->n_slots || dst->nq != src->nq || dst->nk != src->nk)
         return paro_error(ei, PARO_ERR_USAGE, NULL, PARO_NO_OFFSET,
                           "cannot merge block statistics of different shapes");
+    if (dst->mass32 || src->mass32)
+        return paro_error(ei, PARO_ERR_USAGE, NULL, PARO_NO_OFFSET,
+                          "cannot merge block statistics a GPU lends as f32");
     size_t nt = paro_block_stats_tiles(dst) * dst->n_slots;
     size_t mass_n = nt * dst->heads * dst->n_buckets, peak_n = nt * dst->heads;
     for (size_t i = 0; i < mass_n; i++)

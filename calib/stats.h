@@ -27,6 +27,11 @@ typedef struct paro_block_stats {
     uint64_t *count; /* [n_buckets][heads]: samples added */
     double *mass;    /* [n_buckets][heads][n_slots][nq*nk]: sum of tile mass */
     double *peak;    /* [heads][n_slots][nq*nk]: sum of tile peak */
+    /* When not NULL, the sums are these f32 arrays instead (the same
+     * layouts), lent by the GPU backend until its next layer_begin: they are
+     * read where they lie rather than widened into mass and peak, whose
+     * pages are then never touched.  Read them through the _row functions. */
+    const float *mass32, *peak32;
 } paro_block_stats;
 
 paro_err paro_block_stats_init(paro_block_stats *st, uint32_t heads, uint32_t n_buckets,
@@ -41,7 +46,8 @@ void paro_block_stats_zero(paro_block_stats *st, int threads);
 void paro_block_stats_add(paro_block_stats *st, uint32_t bucket, uint32_t head,
                           const double *mass, const double *peak);
 
-/* dst += src; the shapes must agree (PARO_ERR_USAGE otherwise). */
+/* dst += src; the shapes must agree and both hold doubles (PARO_ERR_USAGE
+ * otherwise). */
 paro_err paro_block_stats_merge(paro_block_stats *dst, const paro_block_stats *src,
                                 paro_errinfo *ei);
 
@@ -49,7 +55,17 @@ static inline size_t paro_block_stats_tiles(const paro_block_stats *st)
 {
     return (size_t)st->nq * st->nk;
 }
-/* Sum of tile mass of (bucket, head, slot). */
+
+/* The sums of tile mass of (bucket, head, slot), or of tile peak of (head,
+ * slot), as nq*nk doubles: where they lie, or widened from the f32 ones into
+ * room (nq*nk doubles), which is then what is returned. */
+const double *paro_block_stats_mass_row(const paro_block_stats *st, uint32_t bucket,
+                                        uint32_t head, uint32_t slot, double *room);
+const double *paro_block_stats_peak_row(const paro_block_stats *st, uint32_t head,
+                                        uint32_t slot, double *room);
+
+/* Sum of tile mass of (bucket, head, slot); the stats must hold doubles
+ * (mass32 NULL). */
 static inline const double *paro_block_stats_mass(const paro_block_stats *st,
                                                   uint32_t bucket, uint32_t head,
                                                   uint32_t slot)

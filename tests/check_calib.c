@@ -293,6 +293,57 @@ START_TEST(stats_merge_equals_adding_all)
 }
 END_TEST
 
+/* Sums lent as f32 (a GPU backend's) score exactly as the same values held
+ * as doubles, one bucket and several; merging them is refused. */
+START_TEST(stats_lent_as_f32_score_like_doubles)
+{
+    paro_errinfo ei;
+    paro_errinfo_clear(&ei);
+    paro_tiling t;
+    ck_assert_int_eq(paro_tiling_init(&t, (uint32_t[3]){2, 3, 5}, 3, 0, 4, 4, &ei), PARO_OK);
+    const uint32_t heads = 2, slots = (uint32_t)t.n_slots;
+    const size_t nt = paro_tiling_tiles(&t);
+    for (uint32_t buckets = 1; buckets <= 3; buckets += 2) {
+        paro_block_stats wide, lent;
+        ck_assert_int_eq(paro_block_stats_init(&wide, heads, buckets, slots, t.nq, t.nk, &ei),
+                         PARO_OK);
+        ck_assert_int_eq(paro_block_stats_init(&lent, heads, buckets, slots, t.nq, t.nk, &ei),
+                         PARO_OK);
+        const size_t n_mass = (size_t)buckets * heads * slots * nt, n_peak = heads * slots * nt;
+        float *mass32 = malloc(n_mass * sizeof *mass32), *peak32 = malloc(n_peak * sizeof *peak32);
+        uint64_t rng = 11 + buckets;
+        for (size_t i = 0; i < n_mass; i++)
+            wide.mass[i] = mass32[i] = (float)(tu_uniform(&rng) * tu_uniform(&rng));
+        for (size_t i = 0; i < n_peak; i++)
+            wide.peak[i] = peak32[i] = (float)tu_uniform(&rng);
+        lent.mass32 = mass32;
+        lent.peak32 = peak32;
+        void *scratch = malloc(paro_score_scratch_bytes(nt));
+        double *room = malloc(nt * sizeof *room);
+        for (uint32_t h = 0; h < heads; h++) {
+            paro_head_choice a, b;
+            paro_score_head(&t, &wide, h, 0.5, 0.95, &a, scratch);
+            paro_score_head(&t, &lent, h, 0.5, 0.95, &b, scratch);
+            ck_assert_int_eq(a.order, b.order);
+            ck_assert_mem_eq(a.scores, b.scores, sizeof a.scores);
+            for (uint32_t bk = 0; bk < buckets; bk++)
+                ck_assert_mem_eq(paro_block_stats_mass_row(&lent, bk, h, 1, room),
+                                 paro_block_stats_mass(&wide, bk, h, 1), nt * sizeof(double));
+        }
+        ck_assert_int_eq(paro_block_stats_merge(&wide, &lent, &ei), PARO_ERR_USAGE);
+        paro_block_stats_zero(&lent, 1); /* back to its own doubles */
+        ck_assert_ptr_null(lent.mass32);
+        free(scratch);
+        free(room);
+        free(mass32);
+        free(peak32);
+        paro_block_stats_free(&wide);
+        paro_block_stats_free(&lent);
+    }
+    paro_tiling_free(&t);
+}
+END_TEST
+
 /* ---- masks ------------------------------------------------------------- */
 
 /* 2 text tokens first + grid 1x2x3: 8 tokens in blocks of 2 -> 4x4 tiles;
@@ -855,6 +906,7 @@ static Suite *calib_suite(void)
                         (int)(sizeof brute_cases / sizeof *brute_cases));
     tcase_add_test(tc, tiling_areas_and_text_blocks);
     tcase_add_test(tc, stats_merge_equals_adding_all);
+    tcase_add_test(tc, stats_lent_as_f32_score_like_doubles);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("masks");
