@@ -3,7 +3,7 @@
 #include <stdio.h>    /* snprintf */
 #include <stdlib.h>   /* free, malloc */
 #include <string.h>   /* strcmp, strncmp, memset */
-#include <sys/stat.h> /* stat */
+#include <sys/stat.h> /* stat, S_ISREG, S_ISDIR */
 #include <unistd.h>   /* sysconf, unlink */
 
 #include "calibrate.h" /* paro_calibrate, paro_calib_config */
@@ -325,6 +325,12 @@ int cmd_calibrate(int argc, char **argv)
     if (targets > 1)
         return cli_usage_error("calibrate ", &help,
                                "--density, --recall and --threshold exclude each other");
+    /* A folder in the plan's place would fail the rename at the end, and a
+     * device (-o /dev/null) would be replaced: refuse both before the run. */
+    struct stat out_st;
+    if (stat(out_path, &out_st) == 0 && !S_ISREG(out_st.st_mode))
+        return cli_error("%s: %s, not a plan file", out_path,
+                         S_ISDIR(out_st.st_mode) ? "is a folder" : "is not a regular file");
 
     paro_errinfo ei;
     paro_errinfo_clear(&ei);
