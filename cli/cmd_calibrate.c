@@ -8,6 +8,7 @@
 
 #include "calibrate.h" /* paro_calibrate, paro_calib_config */
 #include "cli.h"
+#include "journal.h"   /* paro_journal_discard_empty */
 #include "kernels.h"   /* paro_cuda_device_count */
 #include "manifest.h"  /* paro_manifest_load */
 #include "metrics.h"   /* PARO_DEFAULT_ALPHA */
@@ -431,14 +432,20 @@ int cmd_calibrate(int argc, char **argv)
         err = paro_plan_write(plan, out_path, &ei);
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
+    /* A journal that holds no finished layer is removed, so that a run that
+     * fails or stops early leaves nothing behind. */
     if (err == PARO_ERR_INTERRUPTED) {
-        cli_error("interrupted; the layers finished so far are in %s: rerun with --resume to "
-                  "go on from there", journal);
+        if (paro_journal_discard_empty(journal))
+            cli_error("interrupted before the first layer finished");
+        else
+            cli_error("interrupted; the layers finished so far are in %s: rerun with --resume "
+                      "to go on from there", journal);
         rc = stop_requested == SIGTERM ? EXIT_SIGTERM : EXIT_SIGINT;
     } else if (err) {
         rc = cli_fail(&ei);
-        if (ei.code != PARO_ERR_USAGE || !cfg.resume)
-            cli_log(3, "paro: finished layers, if any, are in %s (--resume)\n", journal);
+        if (!paro_journal_discard_empty(journal) && (ei.code != PARO_ERR_USAGE || !cfg.resume))
+            cli_log(3, "paro: the layers finished before the error are in %s (--resume)\n",
+                    journal);
     } else {
         unlink(journal);
         summarize(plan, out_path, cli_now() - start);
