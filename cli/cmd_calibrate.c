@@ -1,8 +1,8 @@
 /* paro calibrate — capture in, plan out. */
 #include <signal.h>   /* sigaction, SIGINT, SIGTERM */
-#include <stdio.h>    /* snprintf */
+#include <stdio.h>    /* snprintf, fopen, fgets, fscanf, fclose */
 #include <stdlib.h>   /* free, malloc */
-#include <string.h>   /* strcmp, strncmp, memset */
+#include <string.h>   /* strcmp, strncmp, memset, strchr, strcspn, strtok */
 #include <sys/stat.h> /* stat, S_ISREG, S_ISDIR */
 #include <unistd.h>   /* sysconf, unlink */
 
@@ -52,7 +52,8 @@ static const cli_help help = {
         "      --gpus LIST         spread the layers over these CUDA devices, e.g.\n"
         "                          0,1 or 0-3, or all (the same plan as one GPU)\n"
         "      --max-memory SIZE   refuse up front a run that would need more host\n"
-        "                          memory, e.g. 16G [default: 80% of this machine's]\n"
+        "                          memory, e.g. 16G [default: 80% of this machine's,\n"
+        "                          or of its container's (cgroup) limit if lower]\n"
         "      --resume            take the layers an interrupted run saved in\n"
         "                          PLAN.journal instead of computing them again\n"
         "  -j, --threads N         worker threads [default: all cores]",
@@ -180,6 +181,52 @@ static void summarize(const paro_plan *plan, const char *path, double seconds)
             recall / n_bucketed);
 }
 
+/* The memory limit of this process's cgroup (a container's --memory), or 0
+ * when there is none: cgroup v2's memory.max, else v1's
+ * memory.limit_in_bytes, of the cgroup named in /proc/self/cgroup, or at the
+ * root of the mount (where a container sees its own). */
+static uint64_t cgroup_memory_limit(void)
+{
+    char line[512], path[700], v2[512] = "", v1[512] = "";
+    FILE *f = fopen("/proc/self/cgroup", "r");
+    if (f) {
+        while (fgets(line, sizeof line, f)) {
+            line[strcspn(line, "\n")] = 0;
+            char *ctl = strchr(line, ':'), *where = ctl ? strchr(ctl + 1, ':') : NULL;
+            if (!where)
+                continue;
+            *where++ = 0;
+            ctl++;
+            if (!strcmp(line, "0") && !*ctl)
+                snprintf(v2, sizeof v2, "%s", where);
+            for (char *c = strtok(ctl, ","); c; c = strtok(NULL, ","))
+                if (!strcmp(c, "memory"))
+                    snprintf(v1, sizeof v1, "%s", where);
+        }
+        fclose(f);
+    }
+    const char *tries[4][2] = {{"/sys/fs/cgroup", v2},
+                               {"/sys/fs/cgroup", ""},
+                               {"/sys/fs/cgroup/memory", v1},
+                               {"/sys/fs/cgroup/memory", ""}};
+    const char *files[2] = {"memory.max", "memory.limit_in_bytes"};
+    uint64_t limit = 0;
+    for (int i = 0; i < 4; i++) {
+        if (i % 2 == 0 && !*tries[i][1])
+            continue;
+        snprintf(path, sizeof path, "%s%s/%s", tries[i][0],
+                 !strcmp(tries[i][1], "/") ? "" : tries[i][1], files[i / 2]);
+        unsigned long long v;
+        if (!(f = fopen(path, "r")))
+            continue;
+        /* "max", or v1's 2^63 rounded to pages, mean no limit */
+        if (fscanf(f, "%llu", &v) == 1 && v > 0 && v < (1ull << 62) && (!limit || v < limit))
+            limit = v;
+        fclose(f);
+    }
+    return limit;
+}
+
 /* --gpus: "all" (-2), or device numbers and ranges ("0,1", "0-3"; a device
  * may be named twice: two threads share it) into out.  The count, or -1
  * after a message. */
@@ -246,9 +293,14 @@ int cmd_calibrate(int argc, char **argv)
     paro_calib_config_default(&cfg);
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     cfg.threads = cores > 0 ? (int)cores : 1;
+    /* 80% of the memory this process may use: the machine's, or its
+     * container's when that is less */
     long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-    if (pages > 0 && page > 0)
-        cfg.max_memory = (uint64_t)((double)pages * (double)page * 0.8);
+    uint64_t host = pages > 0 && page > 0 ? (uint64_t)pages * (uint64_t)page : 0;
+    uint64_t cgroup = cgroup_memory_limit();
+    if (cgroup && (!host || cgroup < host))
+        host = cgroup;
+    cfg.max_memory = (uint64_t)((double)host * 0.8);
     const char *manifest_path = NULL, *out_path = NULL, *layers_arg = NULL,
                *samples_arg = NULL, *gpus_arg = NULL;
     int targets = 0;
