@@ -1,13 +1,14 @@
 /* paro calibrate — capture in, plan out. */
 #include <signal.h>   /* sigaction, SIGINT, SIGTERM */
-#include <stdio.h>    /* snprintf */
+#include <stdio.h>    /* snprintf, fopen, fgets, fscanf, fclose */
 #include <stdlib.h>   /* free, malloc */
-#include <string.h>   /* strcmp, strncmp, memset */
-#include <sys/stat.h> /* stat */
+#include <string.h>   /* strcmp, strncmp, memset, strchr, strcspn, strtok */
+#include <sys/stat.h> /* stat, S_ISREG, S_ISDIR */
 #include <unistd.h>   /* sysconf, unlink */
 
 #include "calibrate.h" /* paro_calibrate, paro_calib_config */
 #include "cli.h"
+#include "journal.h"   /* paro_journal_discard_empty */
 #include "kernels.h"   /* paro_cuda_device_count */
 #include "manifest.h"  /* paro_manifest_load */
 #include "metrics.h"   /* PARO_DEFAULT_ALPHA */
@@ -51,7 +52,8 @@ static const cli_help help = {
         "      --gpus LIST         spread the layers over these CUDA devices, e.g.\n"
         "                          0,1 or 0-3, or all (the same plan as one GPU)\n"
         "      --max-memory SIZE   refuse up front a run that would need more host\n"
-        "                          memory, e.g. 16G [default: 80% of this machine's]\n"
+        "                          memory, e.g. 16G [default: 80% of this machine's,\n"
+        "                          or of its container's (cgroup) limit if lower]\n"
         "      --resume            take the layers an interrupted run saved in\n"
         "                          PLAN.journal instead of computing them again\n"
         "  -j, --threads N         worker threads [default: all cores]",
@@ -179,6 +181,52 @@ static void summarize(const paro_plan *plan, const char *path, double seconds)
             recall / n_bucketed);
 }
 
+/* The memory limit of this process's cgroup (a container's --memory), or 0
+ * when there is none: cgroup v2's memory.max, else v1's
+ * memory.limit_in_bytes, of the cgroup named in /proc/self/cgroup, or at the
+ * root of the mount (where a container sees its own). */
+static uint64_t cgroup_memory_limit(void)
+{
+    char line[512], path[700], v2[512] = "", v1[512] = "";
+    FILE *f = fopen("/proc/self/cgroup", "r");
+    if (f) {
+        while (fgets(line, sizeof line, f)) {
+            line[strcspn(line, "\n")] = 0;
+            char *ctl = strchr(line, ':'), *where = ctl ? strchr(ctl + 1, ':') : NULL;
+            if (!where)
+                continue;
+            *where++ = 0;
+            ctl++;
+            if (!strcmp(line, "0") && !*ctl)
+                snprintf(v2, sizeof v2, "%s", where);
+            for (char *c = strtok(ctl, ","); c; c = strtok(NULL, ","))
+                if (!strcmp(c, "memory"))
+                    snprintf(v1, sizeof v1, "%s", where);
+        }
+        fclose(f);
+    }
+    const char *tries[4][2] = {{"/sys/fs/cgroup", v2},
+                               {"/sys/fs/cgroup", ""},
+                               {"/sys/fs/cgroup/memory", v1},
+                               {"/sys/fs/cgroup/memory", ""}};
+    const char *files[2] = {"memory.max", "memory.limit_in_bytes"};
+    uint64_t limit = 0;
+    for (int i = 0; i < 4; i++) {
+        if (i % 2 == 0 && !*tries[i][1])
+            continue;
+        snprintf(path, sizeof path, "%s%s/%s", tries[i][0],
+                 !strcmp(tries[i][1], "/") ? "" : tries[i][1], files[i / 2]);
+        unsigned long long v;
+        if (!(f = fopen(path, "r")))
+            continue;
+        /* "max", or v1's 2^63 rounded to pages, mean no limit */
+        if (fscanf(f, "%llu", &v) == 1 && v > 0 && v < (1ull << 62) && (!limit || v < limit))
+            limit = v;
+        fclose(f);
+    }
+    return limit;
+}
+
 /* --gpus: "all" (-2), or device numbers and ranges ("0,1", "0-3"; a device
  * may be named twice: two threads share it) into out.  The count, or -1
  * after a message. */
@@ -245,9 +293,14 @@ int cmd_calibrate(int argc, char **argv)
     paro_calib_config_default(&cfg);
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     cfg.threads = cores > 0 ? (int)cores : 1;
+    /* 80% of the memory this process may use: the machine's, or its
+     * container's when that is less */
     long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-    if (pages > 0 && page > 0)
-        cfg.max_memory = (uint64_t)((double)pages * (double)page * 0.8);
+    uint64_t host = pages > 0 && page > 0 ? (uint64_t)pages * (uint64_t)page : 0;
+    uint64_t cgroup = cgroup_memory_limit();
+    if (cgroup && (!host || cgroup < host))
+        host = cgroup;
+    cfg.max_memory = (uint64_t)((double)host * 0.8);
     const char *manifest_path = NULL, *out_path = NULL, *layers_arg = NULL,
                *samples_arg = NULL, *gpus_arg = NULL;
     int targets = 0;
@@ -325,6 +378,12 @@ int cmd_calibrate(int argc, char **argv)
     if (targets > 1)
         return cli_usage_error("calibrate ", &help,
                                "--density, --recall and --threshold exclude each other");
+    /* A folder in the plan's place would fail the rename at the end, and a
+     * device (-o /dev/null) would be replaced: refuse both before the run. */
+    struct stat out_st;
+    if (stat(out_path, &out_st) == 0 && !S_ISREG(out_st.st_mode))
+        return cli_error("%s: %s, not a plan file", out_path,
+                         S_ISDIR(out_st.st_mode) ? "is a folder" : "is not a regular file");
 
     paro_errinfo ei;
     paro_errinfo_clear(&ei);
@@ -425,14 +484,20 @@ int cmd_calibrate(int argc, char **argv)
         err = paro_plan_write(plan, out_path, &ei);
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
+    /* A journal that holds no finished layer is removed, so that a run that
+     * fails or stops early leaves nothing behind. */
     if (err == PARO_ERR_INTERRUPTED) {
-        cli_error("interrupted; the layers finished so far are in %s: rerun with --resume to "
-                  "go on from there", journal);
+        if (paro_journal_discard_empty(journal))
+            cli_error("interrupted before the first layer finished");
+        else
+            cli_error("interrupted; the layers finished so far are in %s: rerun with --resume "
+                      "to go on from there", journal);
         rc = stop_requested == SIGTERM ? EXIT_SIGTERM : EXIT_SIGINT;
     } else if (err) {
         rc = cli_fail(&ei);
-        if (ei.code != PARO_ERR_USAGE || !cfg.resume)
-            cli_log(3, "paro: finished layers, if any, are in %s (--resume)\n", journal);
+        if (!paro_journal_discard_empty(journal) && (ei.code != PARO_ERR_USAGE || !cfg.resume))
+            cli_log(3, "paro: the layers finished before the error are in %s (--resume)\n",
+                    journal);
     } else {
         unlink(journal);
         summarize(plan, out_path, cli_now() - start);

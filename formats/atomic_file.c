@@ -6,12 +6,19 @@
 #include <stdio.h>    /* rename, snprintf */
 #include <stdlib.h>   /* malloc, free, mkstemp */
 #include <string.h>   /* strdup, strlen, strerror, strrchr, memcpy */
-#include <sys/stat.h> /* fchmod */
+#include <sys/stat.h> /* stat, S_ISREG, S_ISDIR, fchmod */
 #include <unistd.h>   /* write, fsync, close, unlink */
 
 paro_err paro_atomic_open(paro_atomic_file *af, const char *path, paro_errinfo *ei)
 {
     af->fd = -1;
+    af->path = af->tmp_path = NULL;
+    /* The rename would replace a device or a FIFO (-o /dev/null run as root
+     * would leave a plain file in its place) and fails on a folder. */
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode))
+        return paro_error(ei, PARO_ERR_IO, path, PARO_NO_OFFSET, "%s, not a file to replace",
+                          S_ISDIR(st.st_mode) ? "is a folder" : "is not a regular file");
     af->path = strdup(path);
     size_t n = strlen(path) + sizeof ".tmp.XXXXXX";
     af->tmp_path = malloc(n);

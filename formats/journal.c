@@ -5,7 +5,7 @@
 #include <fcntl.h>    /* open, O_* */
 #include <stdlib.h>   /* calloc, malloc, free */
 #include <string.h>   /* memcpy, memcmp, strdup, strerror */
-#include <sys/stat.h> /* fstat */
+#include <sys/stat.h> /* fstat, S_ISREG */
 #include <unistd.h>   /* read, write, fsync, ftruncate, lseek, unlink, close */
 #include <zlib.h>     /* crc32 */
 
@@ -260,4 +260,31 @@ void paro_journal_close(paro_journal *j, int remove)
     free(j->path);
     free(j->loaded);
     free(j);
+}
+
+int paro_journal_discard_empty(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT;
+    uint8_t head[HEADER_BYTES + 4]; /* the header, the first record's length */
+    struct stat st;
+    ssize_t got = -1;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
+        do
+            got = read(fd, head, sizeof head);
+        while (got < 0 && errno == EINTR);
+    close(fd);
+    const uint64_t size = got < 0 ? 0 : (uint64_t)st.st_size;
+    if (got < 0 || (uint64_t)got != (size < sizeof head ? size : sizeof head))
+        return 0;
+    /* ours: the header, or as much of it as a failed write left */
+    uint8_t want[12];
+    memcpy(want, MAGIC, 8);
+    put_u32(want + 8, VERSION);
+    if (memcmp(head, want, (size_t)got < sizeof want ? (size_t)got : sizeof want) != 0)
+        return 0;
+    const uint64_t first = HEADER_BYTES + 8; /* where the first record's payload starts */
+    int whole_record = size >= first && size - first >= get_u32(head + HEADER_BYTES);
+    return !whole_record && unlink(path) == 0;
 }

@@ -38,6 +38,12 @@ int paro_journal_has(const paro_journal *j, uint32_t l);
 paro_err paro_journal_append(paro_journal *j, const paro_plan *plan, uint32_t l, paro_errinfo *ei);
 /* Closes; with remove, deletes the file too (after the plan is written). */
 void paro_journal_close(paro_journal *j, int remove);
+/* Deletes the journal at path when it holds no whole record (a run that
+ * failed or was stopped before its first layer finished leaves nothing to
+ * resume, and no file behind).  Returns 1 when there is no journal at path
+ * afterwards, 0 when one is kept: it holds layers, or the file is not a
+ * journal (which is never touched). */
+int paro_journal_discard_empty(const char *path);
 
 #ifdef __cplusplus
 }

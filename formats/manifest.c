@@ -3,7 +3,7 @@
 #include "manifest.h"
 
 #include <errno.h>    /* errno, EINTR */
-#include <fcntl.h>    /* open, O_RDONLY, O_CLOEXEC */
+#include <fcntl.h>    /* open, O_RDONLY, O_NONBLOCK, O_CLOEXEC */
 #include <math.h>     /* sqrt, HUGE_VAL */
 #include <stdio.h>    /* snprintf */
 #include <stdlib.h>   /* malloc, calloc, free */
@@ -47,7 +47,9 @@ void paro_manifest_free(paro_manifest *m)
 static paro_err read_whole(const char *path, unsigned char **out, size_t *n, paro_errinfo *ei)
 {
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO must not hang the open (it is refused below); reads
+     * of a regular file ignore the flag. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0)
         return paro_error(ei, PARO_ERR_IO, path, PARO_NO_OFFSET, "cannot open: %s",
                           strerror(errno));

@@ -2,7 +2,7 @@
 #include "mapped_file.h"
 
 #include <errno.h>    /* errno */
-#include <fcntl.h>    /* open */
+#include <fcntl.h>    /* open, O_NONBLOCK */
 #include <stdint.h>   /* SIZE_MAX */
 #include <string.h>   /* strerror */
 #include <sys/mman.h> /* mmap, munmap */
@@ -14,7 +14,9 @@ paro_err paro_map_file(const char *path, const char *what, paro_mapped_file *out
 {
     out->data = NULL;
     out->size = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO in a file's place must not hang the open (it is
+     * refused below); on a regular file the flag changes nothing. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0)
         return paro_error(ei, PARO_ERR_IO, path, PARO_NO_OFFSET, "cannot open: %s",
                           strerror(errno));

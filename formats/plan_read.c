@@ -15,12 +15,14 @@
 
 #include <cjson/cJSON.h> /* cJSON_ParseWithLength, cJSON_Is*, cJSON_Delete */
 #include <errno.h>       /* errno */
+#include <fcntl.h>       /* open, O_NONBLOCK */
 #include <math.h>        /* isfinite, floor */
 #include <stdarg.h>      /* va_list */
-#include <stdio.h>       /* fopen, fread, fgetc, ferror, fileno, fclose, vsnprintf, snprintf */
+#include <stdio.h>       /* fdopen, fread, fgetc, ferror, fileno, fclose, vsnprintf, snprintf */
 #include <stdlib.h>      /* calloc, malloc, free, qsort, strtod */
 #include <string.h>      /* memcmp, memcpy, memset, strcmp, strdup, strlen, strerror */
 #include <sys/stat.h>    /* fstat, S_ISREG */
+#include <unistd.h>      /* close */
 #include <zlib.h>        /* inflate*, crc32_z */
 
 typedef struct in_section {
@@ -1348,10 +1350,17 @@ paro_err paro_plan_parse(const uint8_t *buf, size_t len, const char *name, paro_
 paro_err paro_plan_read(const char *path, paro_plan **out, paro_errinfo *ei)
 {
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f)
+    /* O_NONBLOCK: a FIFO must not hang the open (it is refused below); reads
+     * of a regular file ignore the flag. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    FILE *f = fd >= 0 ? fdopen(fd, "rb") : NULL;
+    if (!f) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
         return paro_error(ei, PARO_ERR_IO, path, PARO_NO_OFFSET, "cannot open: %s",
-                          strerror(errno));
+                          strerror(e));
+    }
     struct stat st;
     if (fstat(fileno(f), &st) != 0) {
         int e = errno;

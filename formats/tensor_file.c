@@ -192,6 +192,10 @@ paro_err paro_tensor_file_open(const char *path, paro_dtype raw16, paro_tensor_f
     } else if (S_ISDIR(st.st_mode)) {
         f->container = PARO_CONTAINER_NPY_FOLDER;
         rc = open_folder(f, ei);
+    } else if (!S_ISREG(st.st_mode)) { /* a FIFO would hang the sniffing below */
+        rc = paro_error(ei, PARO_ERR_IO, path, PARO_NO_OFFSET,
+                        "is neither a regular file nor a folder; a sample is a safetensors "
+                        "file, an .npz, or a folder of .npy files");
     } else {
         /* The first bytes say which container it is; names can lie. */
         unsigned char head[6] = {0};

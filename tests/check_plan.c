@@ -2,12 +2,15 @@
  * rejects every corruption (formats/PLAN.md). */
 #include <check.h>       /* START_TEST, ck_assert*, Suite, TCase */
 #include <cjson/cJSON.h> /* cJSON_Parse, cJSON_GetObjectItemCaseSensitive */
+#include <dirent.h>      /* opendir, readdir, closedir */
 #include <math.h>        /* NAN, INFINITY, isfinite, pow, fabs */
 #include <stdio.h>       /* snprintf */
 #include <stdlib.h>      /* malloc, calloc, realloc, free, strtod */
 #include <string.h>      /* memcpy, memcmp, memmove, memchr, strstr, strchr, strpbrk, strlen */
+#include <sys/stat.h>    /* mkfifo, stat, S_ISFIFO */
 #include <zlib.h>        /* compress2, uncompress, crc32, zlibVersion */
 
+#include "journal.h"       /* paro_journal_open, _append, _close, _discard_empty */
 #include "plan.h"          /* the API under test */
 #include "plan_internal.h" /* layout constants, paro_rd/wr*, paro_plan_fmt_double */
 #include "testutil.h"      /* tu_rand, tu_uniform, tu_mkdtemp, tu_run_suite */
@@ -1506,6 +1509,86 @@ START_TEST(test_writer_refuses)
 }
 END_TEST
 
+/* ---- a failed run leaves nothing behind ---- */
+
+/* The writer will not replace what is not a regular file (a folder fails the
+ * rename; a device or FIFO would be replaced by a plain file). */
+START_TEST(test_writer_refuses_non_files)
+{
+    paro_plan *p = make_plan(22, 0);
+    char *dir = tu_mkdtemp();
+    paro_errinfo ei;
+    paro_errinfo_clear(&ei);
+    ck_assert_int_eq(paro_plan_write(p, dir, &ei), PARO_ERR_IO);
+    ck_assert_ptr_nonnull(strstr(ei.msg, "is a folder"));
+    char *fifo = tu_path(dir, "fifo.paro");
+    ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+    paro_errinfo_clear(&ei);
+    ck_assert_int_eq(paro_plan_write(p, fifo, &ei), PARO_ERR_IO);
+    ck_assert_ptr_nonnull(strstr(ei.msg, "is not a regular file"));
+    struct stat st;
+    ck_assert_int_eq(stat(fifo, &st), 0);
+    ck_assert(S_ISFIFO(st.st_mode));
+    DIR *d = opendir(dir); /* and no temporary file */
+    int entries = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        entries += e->d_name[0] != '.';
+    closedir(d);
+    ck_assert_int_eq(entries, 1);
+    tu_rmtree(dir);
+    free(fifo);
+    free(dir);
+    paro_plan_free(p);
+}
+END_TEST
+
+/* A journal without a whole record is removed; one with a layer, or a file
+ * that is not a journal, is kept. */
+START_TEST(test_journal_discard_empty)
+{
+    paro_plan *p = make_plan(23, 0);
+    char *dir = tu_mkdtemp();
+    char *path = tu_path(dir, "x.journal");
+    paro_errinfo ei;
+    paro_errinfo_clear(&ei);
+    ck_assert_int_eq(paro_journal_discard_empty(path), 1); /* none there */
+
+    paro_journal *j = NULL;
+    uint32_t resumed = 9;
+    ck_assert_int_eq(paro_journal_open(path, 1234, 56, 0, p, &j, &resumed, &ei), PARO_OK);
+    paro_journal_close(j, 0);
+    size_t n = 0;
+    free(tu_read_file(path, &n));
+    ck_assert_uint_eq(n, 24); /* the header alone */
+    ck_assert_int_eq(paro_journal_discard_empty(path), 1);
+    ck_assert_int_eq(tu_exists(path), 0);
+
+    ck_assert_int_eq(paro_journal_open(path, 1234, 56, 0, p, &j, &resumed, &ei), PARO_OK);
+    ck_assert_int_eq(paro_journal_append(j, p, 0, &ei), PARO_OK);
+    paro_journal_close(j, 0);
+    unsigned char *whole = tu_read_file(path, &n);
+    ck_assert_uint_gt(n, 32);
+    ck_assert_int_eq(paro_journal_discard_empty(path), 0); /* a layer: kept */
+    ck_assert_int_eq(tu_exists(path), 1);
+    tu_write_file(path, whole, n - 1); /* the record cut short: nothing whole */
+    ck_assert_int_eq(paro_journal_discard_empty(path), 1);
+    ck_assert_int_eq(tu_exists(path), 0);
+    for (size_t cut = 0; cut < 32; cut++) { /* a header cut anywhere */
+        tu_write_file(path, whole, cut);
+        ck_assert_int_eq(paro_journal_discard_empty(path), 1);
+        ck_assert_int_eq(tu_exists(path), 0);
+    }
+    tu_write_file(path, "PAROJRNX", 8); /* not ours */
+    ck_assert_int_eq(paro_journal_discard_empty(path), 0);
+    ck_assert_int_eq(tu_exists(path), 1);
+    free(whole);
+    tu_rmtree(dir);
+    free(path);
+    free(dir);
+    paro_plan_free(p);
+}
+END_TEST
+
 /* ---- the dump document ---- */
 
 START_TEST(test_to_json)
@@ -2026,6 +2109,8 @@ static Suite *suite(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("writer");
     tcase_add_test(tc, test_writer_refuses);
+    tcase_add_test(tc, test_writer_refuses_non_files);
+    tcase_add_test(tc, test_journal_discard_empty);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -6,7 +6,9 @@
 Each case is a broken input that paro must refuse with a precise message and
 the right exit status, never a crash: manifest/NAME.json (with the good
 sample file beside it), safetensors/NAME/ (a manifest and one broken sample
-file), plan/NAME.paro.  tests/bad/run feeds each to paro and compares the
+file), npz/NAME/ and npy/NAME/ (the same with an .npz or a folder of .npy
+files), plan/NAME.paro, and links/NAME/ (symbolic links where a manifest,
+sample or plan file is expected).  tests/bad/run feeds each to paro and compares the
 exit status and the message with tests/bad/expected.txt.
 
 The good inputs the cases are cut from are made with `paro synth` and
@@ -23,6 +25,7 @@ import sys
 import tempfile
 import warnings
 import zipfile
+import zlib
 
 warnings.filterwarnings("ignore", "Duplicate name")
 
@@ -118,6 +121,19 @@ def manifest_cases(m):
         "layout_mismatch": set_("layout", "NHD"),
         "layers_missing_in_file": set_("layers", 3),
         "tensor_names_absent": set_("tensor_names", {"q": "blocks.{layer}.q"}),
+        "text_tokens_mismatch": set_("text_tokens", 2),
+        # keys: nested duplicates and case variants (cJSON looks keys up
+        # case-insensitively and returns the first duplicate)
+        "sample_duplicate_key": good.replace('"file": "s000.safetensors"',
+                                             '"file": "s000.safetensors", "file": "other.safetensors"'),
+        "tensor_names_case_variant": set_("tensor_names", {"Q": "layers.{layer}.q"}),
+        # numbers out of range
+        "heads_huge": set_("heads", 5000),
+        "head_dim_huge": set_("head_dim", 5000),
+        "text_tokens_huge": set_("text_tokens", 2 ** 24),
+        "integer_past_2p53": sample("prompt", 10 ** 16),
+        "scale_overflow": good.replace('"head_dim": 4', '"head_dim": 4, "scale": 1e400'),
+        "grid_past_u64": good.replace('"grid": [1, 2, 2]', '"grid": [1, 18446744073709551617, 2]'),
     }
 
 
@@ -183,6 +199,9 @@ def st_cases(sample):
         + data,
         "metadata_not_strings": hedit(lambda h: h.update({"__metadata__": {"a": 1}})),
         "missing_layer_tensor": None,  # filled below: a header without layers.1.k
+        "cut_after_header": sample[: 8 + n],
+        "dtype_case_variant": tensor(first, "dtype", "f32"),
+        "offset_past_2p64": None,
         "nan_in_q": nan_at(3, float("nan")),
         "inf_in_q": nan_at(7, float("inf")),
         "wrong_rank": None,
@@ -200,6 +219,7 @@ def st_cases(sample):
         return rebuild(h, payload)
     cases["missing_layer_tensor"] = without("layers.1.k")
     cases["wrong_rank"] = tensor(first, "shape", [10, 4])
+    cases["offset_past_2p64"] = tensor(first, "data_offsets", [2 ** 64, 2 ** 64 + 160])
     return cases
 
 
@@ -296,6 +316,11 @@ def npz_cases(sample):
         "npy_batch_of_2": replace(q0, npy_bytes([2, 1, 5, 4], payload=data)),
         "npy_duplicate_key": replace(q0, npy_bytes(shape, payload=data, dict_text="{'descr': '<f4', 'descr': '<f4', 'fortran_order': False, 'shape': (2, 5, 4), }")),
         "not_a_zip_named_npz": b"PK\x03\x04" + b"\0" * 40,
+        "cut_at_directory": stored[:cd_at],
+        "cut_in_local_header": stored[:15],
+        # the directory says the first member is 2 GiB (compressed and not)
+        "member_size_past_file": put32(put32(stored, cd_at + 20, 0x7fffff00), cd_at + 24, 0x7fffff00),
+        "entry_count_mismatch": put32(stored, len(stored) - 22 + 8, 9 | (9 << 16)),
     }
     return cases
 
@@ -324,6 +349,10 @@ def npy_folder_cases(sample):
         "npy_object": with_(k0, npy_bytes(shape, descr="|O", payload=data)),
         "k_is_a_folder": with_(k0, "folder"),
         "nan_in_k": with_(k0, npy_bytes(shape, payload=data[:12] + struct.pack("<f", float("nan")) + data[16:])),
+        "cut_after_prefix": with_(k0, npy_bytes(shape, payload=data)[:10]),
+        "header_only": with_(k0, npy_bytes(shape)),
+        "shape_overflow": with_(k0, npy_bytes([2 ** 40, 2 ** 40, 4], payload=data)),
+        "complex_dtype": with_(k0, npy_bytes(shape, descr="<c8", payload=data + data)),
     }
 
 
@@ -339,6 +368,46 @@ def plan_cases(plan):
         return bytes(b)
 
     first_section = struct.unpack_from("<Q", plan, 64 + 8)[0]
+    last_entry = 64 + 48 * (n_sections - 1)
+    last_section = struct.unpack_from("<Q", plan, last_entry + 8)[0]
+    meta_len = struct.unpack_from("<Q", plan, 64 + 16)[0]
+
+    def resign(b):
+        """The CRC-32s made right again (each section's, then the header's),
+        so that an edit reaches the checks behind them."""
+        b = bytearray(b)
+        n = struct.unpack_from("<I", b, 24)[0]
+        for i in range(min(n, (len(b) - 64) // 48)):
+            e = 64 + 48 * i
+            off, length = struct.unpack_from("<QQ", b, e + 8)
+            if off + length <= len(b):
+                struct.pack_into("<I", b, e + 36, zlib.crc32(bytes(b[off : off + length])))
+        struct.pack_into("<I", b, 48, 0)
+        table = bytes(b[64 : 64 + 48 * n])
+        struct.pack_into("<I", b, 48, zlib.crc32(table, zlib.crc32(bytes(b[:64]))))
+        return bytes(b)
+
+    def entry(i, *fields):
+        """Section table entry i with fields (offset in the entry, struct
+        format, value) set."""
+        b = bytearray(plan)
+        for at, fmt, value in fields:
+            struct.pack_into(fmt, b, 64 + 48 * i + at, value)
+        return resign(b)
+
+    def swap_entries(i, j):
+        b = bytearray(plan)
+        a0, b0 = 64 + 48 * i, 64 + 48 * j
+        b[a0 : a0 + 48], b[b0 : b0 + 48] = plan[b0 : b0 + 48], plan[a0 : a0 + 48]
+        return resign(b)
+
+    def meta(old, new):
+        """META with one edit of the same length, so no offset moves."""
+        assert len(old) == len(new)
+        m = plan[first_section : first_section + meta_len]
+        assert m.count(old) == 1, old
+        return resign(plan[:first_section] + m.replace(old, new) + plan[first_section + meta_len :])
+
     return {
         "empty": b"",
         "not_a_plan": b"hello, I am not a plan\n",
@@ -354,6 +423,50 @@ def plan_cases(plan):
         "table_entry": flip(64 + 48 + 9),
         "meta_byte": flip(first_section + 10),
         "last_byte": flip(len(plan) - 1),
+        # cut at the structural boundaries
+        "cut_after_header": plan[:64],
+        "cut_after_table": plan[:table_end],
+        "cut_at_last_section": plan[:last_section],
+        # hostile section tables behind right checksums
+        "n_sections_huge": resign(plan[:24] + struct.pack("<I", 70000) + plan[28:]),
+        "section_offset_overflow": entry(n_sections - 1, (8, "<Q", 2 ** 64 - 64)),
+        "section_length_overflow": entry(n_sections - 1, (16, "<Q", 2 ** 64 - 1)),
+        "sections_overlap": entry(1, (8, "<Q", first_section)),
+        "sections_out_of_order": swap_entries(1, 2),
+        "unknown_codec": entry(1, (32, "<I", 7)),
+        "unknown_required_section": entry(5, (0, "<I", 99), (4, "<I", 1)),
+        "inflate_ratio": entry(5, (24, "<Q", 2 ** 40)),
+        "masks_layer_missing": entry(n_sections - 1, (40, "<I", 5)),
+        # metadata behind right checksums
+        "meta_duplicate_key": meta(b'"seed":0', b'"tool":0'),
+        "meta_case_variant_key": meta(b'"seed":0', b'"Seed":0'),
+        "meta_tokens_mismatch": meta(b'"tokens":5', b'"tokens":6'),
+        "meta_value_out_of_range": meta(b'"value":0.25', b'"value":7.25'),
+    }
+
+
+# ---- symbolic links where files are expected --------------------------------
+
+class Link(str):
+    """A symbolic link to this target."""
+
+
+def link_cases(manifest, sample):
+    good = json.dumps(manifest)
+    npy_manifest = json.dumps(dict(manifest, samples=[dict(manifest["samples"][0], file="s000")]))
+    npy_files = {"s000/" + name + ".npy": npy_bytes(shape, payload=data)
+                 for name, (shape, data) in st_arrays(sample).items()}
+    return {
+        "manifest_to_folder": {"manifest.json": Link(".")},
+        "manifest_dangling": {"manifest.json": Link("nowhere.json")},
+        "manifest_loop": {"manifest.json": Link("manifest.json")},
+        "sample_dangling": {"manifest.json": good, "s000.safetensors": Link("nowhere.safetensors")},
+        "sample_loop": {"manifest.json": good, "s000.safetensors": Link("s000.safetensors")},
+        "sample_to_device": {"manifest.json": good, "s000.safetensors": Link("/dev/null")},
+        "npy_loop": dict(npy_files, **{"manifest.json": npy_manifest,
+                                       "s000/layers.0.k.npy": Link("layers.0.k.npy")}),
+        "plan_to_folder": {"plan.paro": Link(".")},
+        "plan_dangling": {"plan.paro": Link("nowhere.paro")},
     }
 
 
@@ -396,7 +509,16 @@ def main():
                 write(os.path.join(path, "keep"), b"")
             else:
                 write(path, content)
-    print(f"{len(manifest_cases(manifest)) + len(st_cases(sample)) + len(plan_cases(plan)) + len(npz_cases(sample)) + len(npy_folder_cases(sample))} cases",
+    shutil.rmtree(os.path.join(HERE, "links"), ignore_errors=True)
+    for name, files in link_cases(manifest, sample).items():
+        for fname, content in files.items():
+            path = os.path.join(HERE, "links", name, fname)
+            if isinstance(content, Link):
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                os.symlink(content, path)
+            else:
+                write(path, content)
+    print(f"{len(manifest_cases(manifest)) + len(st_cases(sample)) + len(plan_cases(plan)) + len(npz_cases(sample)) + len(npy_folder_cases(sample)) + len(link_cases(manifest, sample))} cases",
           file=sys.stderr)
 
 

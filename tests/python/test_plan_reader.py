@@ -194,6 +194,17 @@ class CalibratedPlans(unittest.TestCase):
             self.assertEqual(plan, pb.dump_json(f.name))
             self.assertNotIn("colour", plan)
 
+    def test_bad_input_corpus(self):
+        """Every plan of tests/bad/plan, which paro refuses with exit 3, is
+        refused by this reader too, with a byte offset."""
+        folder = os.path.join(pb.ROOT, "tests", "bad", "plan")
+        names = sorted(n for n in os.listdir(folder) if n.endswith(".paro"))
+        self.assertGreaterEqual(len(names), 30)
+        for name in names:
+            with self.assertRaises(paro_plan.PlanError, msg=name) as cm:
+                paro_plan.load(os.path.join(folder, name))
+            self.assertIn("(at byte %d)" % cm.exception.offset, str(cm.exception), name)
+
     def test_tile_mass(self):
         levels = [[255, 0, 3], [128, 200, 0], [10, 60, 255]]
         with tempfile.NamedTemporaryFile(suffix=".paro") as f:
