@@ -387,7 +387,8 @@ static paro_err read_sample(paro_backend *backend, const paro_manifest *m, uint3
  * metadata as it starts (every setting, the samples, the tool and the
  * backend; --keep-last among them, as target.keep_last), the manifest's
  * bytes, whether tile masses are kept, and each calibration sample file's
- * size and modification time (a file that changed invalidates the journal). */
+ * size and modification time, to the nanosecond (a file that changed
+ * invalidates the journal). */
 static paro_err config_digest(const paro_manifest *m, const paro_plan *plan,
                               const uint32_t *samples, size_t n_samples, uint32_t *crc_out,
                               uint64_t *len_out, paro_errinfo *ei)
@@ -415,8 +416,11 @@ static paro_err config_digest(const paro_manifest *m, const paro_plan *plan,
         if (!ok)
             return paro_error(ei, PARO_ERR_IO, NULL, PARO_NO_OFFSET,
                               "cannot stat the file of samples[%u]", samples[i]);
-        uint64_t facts[2] = {(uint64_t)st.st_size, (uint64_t)st.st_mtime};
-        for (int f = 0; f < 2; f++) {
+        /* nanoseconds too: a file rewritten within the same second at the
+         * same size must not resume */
+        uint64_t facts[3] = {(uint64_t)st.st_size, (uint64_t)st.st_mtim.tv_sec,
+                             (uint64_t)st.st_mtim.tv_nsec};
+        for (int f = 0; f < 3; f++) {
             for (int b = 0; b < 8; b++)
                 word[b] = (unsigned char)(facts[f] >> (8 * b));
             crc = crc32(crc, word, 8);
@@ -812,16 +816,16 @@ paro_err paro_calibrate(const paro_manifest *m, const paro_calib_config *cfg,
         layers[i] = cfg->layers ? cfg->layers[i] : i;
     for (size_t i = 0; i < n_samples; i++)
         samples[i] = cfg->samples ? cfg->samples[i] : (uint32_t)i;
+    /* The cheap refusals first: a run that cannot fit in memory is told so
+     * before every sample file is opened. */
     rc = check_buckets(m, samples, n_samples, cfg->n_buckets, bucket, ei);
     if (!rc)
-        rc = check_capture(m, samples, n_samples, layers, n_layers, ei);
-    if (rc)
-        goto done;
-
-    rc = paro_tiling_init(&tiling, m->grid, m->text_tokens, m->text_last, cfg->block_q,
-                          cfg->block_k, ei);
+        rc = paro_tiling_init(&tiling, m->grid, m->text_tokens, m->text_last, cfg->block_q,
+                              cfg->block_k, ei);
     if (!rc)
         rc = check_memory(&tiling, m, cfg, n_lanes, ei);
+    if (!rc)
+        rc = check_capture(m, samples, n_samples, layers, n_layers, ei);
     /* The cores are shared out between the lanes for reading and scoring. */
     for (uint32_t i = 0; !rc && i < n_lanes; i++) {
         lane *ln = &lanes[i];
