@@ -131,14 +131,15 @@ $(BUILD)/tests/check_%: tests/check_%.c $(TEST_UTIL_OBJ) $(LIB) $(BUILD)/FLAGS
 	  $(LDFLAGS) $(CHECK_LIBS) $(LIBS) $(CUDA_LIBS) -o $@
 
 # Benchmarks: built by `make bench`; bench_cuda is run by
-# tests/bench/calibrate_cuda.py, bench_score (CPU scoring and masks) by hand.
+# tests/bench/calibrate_cuda.py, bench_score (CPU scoring and masks) and
+# bench_crc (the digests' CRC-32) by hand.
 $(BUILD)/tests/bench_%: tests/bench/bench_%.c $(LIB) $(BUILD)/FLAGS
 	@mkdir -p $(dir $@)
 	$(call quiet,CC,$<)$(CC) $(CFLAGS) $< $(LIB) $(LDFLAGS) $(LIBS) $(CUDA_LIBS) -o $@
 
 .PHONY: bench
 ## bench: build the benchmark helpers (tests/bench/)
-bench: $(BIN) $(BUILD)/tests/bench_score $(if $(filter 1,$(HAVE_CUDA)),$(BUILD)/tests/bench_cuda)
+bench: $(BIN) $(BUILD)/tests/bench_score $(BUILD)/tests/bench_crc $(if $(filter 1,$(HAVE_CUDA)),$(BUILD)/tests/bench_cuda)
 
 # Fuzz targets: replayed over the regression corpus by `make test` (normal
 # compiler), or fuzzed by `make fuzz` (clang + libFuzzer, in build-fuzz/).

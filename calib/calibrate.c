@@ -11,6 +11,7 @@
 #include <zlib.h>     /* crc32, crc32_z, crc32_combine */
 
 #include "backend.h"    /* paro_backend */
+#include "crc32.h"      /* paro_crc32, paro_crc32_bf16_as_f32 */
 #include "journal.h"    /* paro_journal_* */
 #include "metrics.h"    /* PARO_DEFAULT_ALPHA, PARO_DEFAULT_SCORE_RECALL */
 #include "order.h"      /* paro_order_name */
@@ -294,9 +295,6 @@ typedef struct read_job {
     paro_errinfo *ei;  /* [2 * heads] */
 } read_job;
 
-/* Elements of a bf16 head widened at a time for its digest. */
-#define DIGEST_CHUNK 4096
-
 static void read_head(void *ctx, uint32_t item, int worker)
 {
     read_job *job = ctx;
@@ -305,27 +303,21 @@ static void read_head(void *ctx, uint32_t item, int worker)
     const uint32_t h = item % job->heads;
     const paro_kind kind = is_k ? PARO_KIND_K : PARO_KIND_Q;
     paro_errinfo_clear(&job->ei[item]);
-    uLong crc = crc32(0L, Z_NULL, 0);
+    uint32_t crc = 0;
     if (job->q16) {
         uint16_t *dst = (is_k ? job->k16 : job->q16) + h * job->head_floats;
         job->rc[item] =
             paro_sample_read_heads_bf16(job->sf, kind, job->layer, h, h + 1,
                                         is_k ? job->k16 : job->q16, &job->ei[item]);
         /* The digest covers the values as f32 whatever the buffers hold. */
-        float wide[DIGEST_CHUNK];
-        for (size_t at = 0; !job->rc[item] && at < job->head_floats; at += DIGEST_CHUNK) {
-            size_t len = job->head_floats - at < DIGEST_CHUNK ? job->head_floats - at
-                                                               : DIGEST_CHUNK;
-            paro_convert_to_f32(PARO_DTYPE_BF16, dst + at, wide, len);
-            crc = crc32_z(crc, (const Bytef *)wide, len * sizeof *wide);
-        }
+        if (!job->rc[item])
+            crc = paro_crc32_bf16_as_f32(crc, dst, job->head_floats);
     } else {
         float *dst = is_k ? job->k : job->q;
         job->rc[item] = paro_sample_read_heads(job->sf, kind, job->layer, h, h + 1, dst,
                                                &job->ei[item]);
         if (!job->rc[item])
-            crc = crc32_z(crc, (const Bytef *)(dst + h * job->head_floats),
-                          job->head_floats * sizeof *dst);
+            crc = paro_crc32(crc, dst + h * job->head_floats, job->head_floats * sizeof *dst);
     }
     job->part[item] = crc;
 }

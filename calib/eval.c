@@ -7,9 +7,9 @@
 #include <stdio.h>   /* vsnprintf */
 #include <stdlib.h>  /* malloc, calloc, free, aligned_alloc */
 #include <string.h>  /* memset, memcpy, memcmp, strcmp */
-#include <zlib.h>    /* crc32, crc32_z */
 
 #include "backend.h"    /* paro_backend_cuda_open */
+#include "crc32.h"      /* paro_crc32 */
 #include "kernels.h"    /* paro_cuda_eval_* */
 #include "mask.h"       /* paro_build_mask, paro_mask_scratch_bytes */
 #include "order.h"      /* paro_order_parse, PARO_ORDER_FHW */
@@ -1303,7 +1303,7 @@ paro_err paro_eval(const paro_manifest *m, const paro_plan *plan, const paro_eva
             goto done;
 
         /* Statistics of the basis samples, for the baseline and sweep masks. */
-        uLong crc = crc32(0L, Z_NULL, 0);
+        uint32_t crc = 0;
         for (size_t si = 0; si < n_basis_read; si++) {
             if (cfg->stop && *cfg->stop) {
                 rc = paro_error(ei, PARO_ERR_INTERRUPTED, NULL, PARO_NO_OFFSET, "interrupted");
@@ -1319,8 +1319,8 @@ paro_err paro_eval(const paro_manifest *m, const paro_plan *plan, const paro_eva
             rc = read_layer(m, r->basis_samples[si], layer, bq, bk, NULL, ei);
             if (rc)
                 goto done;
-            crc = crc32_z(crc, (const Bytef *)bq, per_tensor * sizeof *bq);
-            crc = crc32_z(crc, (const Bytef *)bk, per_tensor * sizeof *bk);
+            crc = paro_crc32(crc, bq, per_tensor * sizeof *bq);
+            crc = paro_crc32(crc, bk, per_tensor * sizeof *bk);
             cx.bucket = basis_bucket[si];
             if (use_gpu && need_stats) {
                 if ((rc = gpu.stats.submit(&gpu.stats, cx.bucket, ei)))
@@ -1340,7 +1340,7 @@ paro_err paro_eval(const paro_manifest *m, const paro_plan *plan, const paro_eva
             ((rc = gpu.stats.seal(&gpu.stats, ei)) || (rc = gpu.stats.collect(&gpu.stats, ei))))
             goto done;
         if (n_basis_read && r->basis == PARO_EVAL_BASIS_CALIBRATION && !crc_warned &&
-            (uint32_t)crc != plan->layer_crc32[li]) {
+            crc != plan->layer_crc32[li]) {
             crc_warned = 1;
             add_warning(r,
                         "layer %u of this capture differs from the one the plan was "

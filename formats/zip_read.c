@@ -4,8 +4,9 @@
 #include <stdlib.h> /* calloc, malloc, free, qsort, bsearch */
 #include <string.h> /* memchr, memcmp, memcpy, strcmp */
 
-#include <zlib.h> /* inflate, crc32_z */
+#include <zlib.h> /* inflate */
 
+#include "crc32.h"       /* paro_crc32 */
 #include "mapped_file.h" /* paro_map_file */
 
 #define SIG_LOCAL 0x04034b50u
@@ -320,17 +321,10 @@ const unsigned char *paro_unzip_stored_data(const paro_unzip *z, const paro_unzi
     return m->method == 0 ? z->map.data + m->data_offset : NULL;
 }
 
-/* CRC-32 in pieces zlib's uInt lengths can take. */
+/* CRC-32 of a member's bytes: a capture's tensors, read on the hot path. */
 static uint32_t crc_of(const unsigned char *p, uint64_t n)
 {
-    uLong crc = crc32(0L, Z_NULL, 0);
-    while (n) {
-        uInt piece = n > (1u << 30) ? (1u << 30) : (uInt)n;
-        crc = crc32(crc, p, piece);
-        p += piece;
-        n -= piece;
-    }
-    return (uint32_t)crc;
+    return paro_crc32(0, p, (size_t)n); /* n is mapped: it fits a size_t */
 }
 
 static paro_err crc_mismatch(const paro_unzip *z, const paro_unzip_member *m, uint32_t got,
