@@ -577,6 +577,7 @@ struct paro_cuda_eval {
     uint32_t *flags;
     unsigned cap_flags;
     int *set_ids_host;
+    int *next_set;     /* [heads]: run()'s scratch */
 };
 
 extern "C" int paro_cuda_eval_supports(const paro_cuda_eval_geometry *g, paro_errinfo *ei)
@@ -617,6 +618,7 @@ extern "C" void paro_cuda_eval_close(paro_cuda_eval *ev)
     cudaFreeHost(ev->host_v);
     cudaFreeHost(ev->part_host);
     free(ev->set_ids_host);
+    free(ev->next_set);
     if (ev->stream)
         cudaStreamDestroy(ev->stream);
     free(ev);
@@ -714,7 +716,8 @@ extern "C" paro_err paro_cuda_eval_open(paro_cuda_eval **out, int device,
         return rc;
     }
     ev->set_ids_host = (int *)malloc(heads * kMaxSets * sizeof(int));
-    if (!ev->set_ids_host) {
+    ev->next_set = (int *)malloc(heads * sizeof(int));
+    if (!ev->set_ids_host || !ev->next_set) {
         paro_cuda_eval_close(ev);
         return paro_error(ei, PARO_ERR_NOMEM, NULL, PARO_NO_OFFSET, "out of memory");
     }
@@ -839,9 +842,8 @@ extern "C" paro_err paro_cuda_eval_run(paro_cuda_eval *ev, const paro_cuda_eval_
     /* exact passes: capture order first (it writes the dense output), then
      * the chosen orders; each launch takes up to kMaxSets sets per head */
     for (int side = 0; side < 2; side++) {
-        int *next = (int *)calloc((size_t)heads, sizeof(int)); /* per head: next set to take */
-        if (!next)
-            return paro_error(ei, PARO_ERR_NOMEM, NULL, PARO_NO_OFFSET, "out of memory");
+        int *next = ev->next_set; /* per head: the next set to take */
+        memset(next, 0, (size_t)heads * sizeof *next);
         for (int round = 0;; round++) {
             int any = 0;
             for (int h = 0; h < heads; h++) {
@@ -872,10 +874,8 @@ extern "C" paro_err paro_cuda_eval_run(paro_cuda_eval *ev, const paro_cuda_eval_
             CUDA_TRY(ei, dev, cudaMemsetAsync(ev->part, 0,
                                               (size_t)heads * ev->ctas * kExactSums * sizeof(double),
                                               ev->stream));
-            if ((rc = launch(ev, EXACT, false, a, ei)) || (rc = fetch_parts(ev, kExactSums, ei))) {
-                free(next);
+            if ((rc = launch(ev, EXACT, false, a, ei)) || (rc = fetch_parts(ev, kExactSums, ei)))
                 return rc;
-            }
             for (int h = 0; h < heads; h++)
                 for (int c = 0; c < ev->ctas; c++) { /* blocks in order */
                     const double *p = ev->part_host + ((size_t)h * ev->ctas + c) * kExactSums;
@@ -893,7 +893,6 @@ extern "C" paro_err paro_cuda_eval_run(paro_cuda_eval *ev, const paro_cuda_eval_
             if (!any)
                 break;
         }
-        free(next);
     }
     /* quantized outputs, capture order then the chosen ones */
     for (int side = 0; side < 2; side++) {
