@@ -8,9 +8,9 @@
 #include <stdlib.h>  /* malloc, calloc, free, aligned_alloc */
 #include <string.h>  /* memset, memcpy, memcmp, strcmp */
 
-#include "backend.h"    /* paro_backend_cuda_open */
 #include "crc32.h"      /* paro_crc32 */
-#include "kernels.h"    /* paro_cuda_eval_* */
+#include "eval_internal.h" /* layer_ctx, mask_sums, the GPU path */
+#include "kernels.h"    /* paro_cuda_eval_buffers */
 #include "mask.h"       /* paro_build_mask, paro_mask_scratch_bytes */
 #include "order.h"      /* paro_order_parse, PARO_ORDER_FHW */
 #include "parallel.h"   /* paro_parallel_for */
@@ -247,16 +247,8 @@ static paro_err check_capture(const paro_manifest *m, const paro_plan *p,
 
 /* ---- per-thread scratch ------------------------------------------------- */
 
-/* Sums over the rows of one head and sample, for one mask. */
-typedef struct mask_sums {
-    double kept;  /* sum over rows of the kept share of the row's mass */
-    double err2;  /* sum of squared differences to the dense output */
-    double dot;   /* sum of products with the dense output */
-    double norm2; /* sum of squares of this output */
-} mask_sums;
-
 /* What one head's computation needs beyond its inputs; one per thread. */
-typedef struct worker_space {
+struct worker_space {
     /* statistics phase */
     void *stats_scratch;
     double *mass, *peak; /* [n_slots][nt] */
@@ -276,51 +268,7 @@ typedef struct worker_space {
     double *vec;    /* [2][d]: one row of the sparse output, or of the two
                        quantized outputs */
     mask_sums *sums;/* [n_sets] */
-} worker_space;
-
-/* ---- the per-layer state ------------------------------------------------ */
-
-/* Mask sets of a head: the plan's (chosen order), the baseline (capture
- * order), then per sweep density one of each. */
-enum { SET_PLAN = 0, SET_CAPTURE = 1, SET_SWEEP = 2 };
-#define SET_IS_CHOSEN(s) ((s) % 2 == 0)
-
-typedef struct layer_ctx {
-    const paro_plan *plan;
-    const paro_tiling *t;
-    const paro_eval_config *cfg;
-    worker_space *spaces;   /* one per worker thread */
-    uint32_t li;            /* plan layer slot */
-    uint32_t heads, d, n_buckets;
-    size_t n, nt, n_sets;
-    double scale;
-    const int *slot_of_head;/* [heads]: chosen order's slot */
-    int capture_slot;
-    /* statistics phase */
-    paro_block_stats *stats;
-    uint32_t bucket;        /* of the sample being added */
-    /* masks: [heads][n_sets][n_buckets][nt], densities [heads][n_sets][n_buckets]
-     * (NaN where a mask could not be built: no sample in the bucket) */
-    uint8_t *masks;
-    double *mask_density;
-    /* evaluation phase */
-    const float *q, *k, *v; /* [heads][n][d] of one sample */
-    uint32_t sample_bucket;
-    /* per-head sums over the evaluation samples */
-    double *acc;            /* [heads][PARO_EVAL_N_METRICS] */
-    double *acc_bucket;     /* [heads][n_buckets][2]: recall, chosen and capture */
-    double *acc_sweep;      /* [heads][n_sweep][PARO_SWEEP_N_METRICS] */
-} layer_ctx;
-
-static uint8_t *mask_at(const layer_ctx *cx, uint32_t h, size_t set, uint32_t b)
-{
-    return cx->masks + ((((size_t)h * cx->n_sets + set) * cx->n_buckets) + b) * cx->nt;
-}
-
-static double *mask_density_at(const layer_ctx *cx, uint32_t h, size_t set, uint32_t b)
-{
-    return cx->mask_density + ((size_t)h * cx->n_sets + set) * cx->n_buckets + b;
-}
+};
 
 /* ---- statistics of the basis samples ------------------------------------- */
 
@@ -431,7 +379,7 @@ static void panel_scores(const double *qrows, size_t rows, const double *kt, siz
 }
 
 /* e[j] = exp(scale * (s[j] - max s)); returns their sum (in j order). */
-static double row_exponentials(const double *s, size_t n, double scale, double *e)
+double paro_eval_row_exponentials(const double *s, size_t n, double scale, double *e)
 {
     double smax = s[0];
     for (size_t j = 1; j < n; j++)
@@ -479,7 +427,7 @@ static void block_sums(const paro_tiling *t, const uint32_t *perm, const double 
 /* The output of one row with softmax over the kept entries only, from their
  * own maximum (for rows whose kept sum underflowed); zero for a row that
  * keeps nothing (a plan written by hand may have one). */
-static void kept_softmax_row(const paro_tiling *t, const uint32_t *perm, const uint8_t *row,
+void paro_eval_kept_softmax_row(const paro_tiling *t, const uint32_t *perm, const uint8_t *row,
                              const double *s, double scale, const float *v, size_t d,
                              double *om)
 {
@@ -544,7 +492,7 @@ static double exact_pass(const head_view *hv, worker_space *sp)
         for (size_t r = 0; r < rows; r++) {
             const size_t i = i0 + r;
             const double *s = sp->panel + r * n;
-            const double z = row_exponentials(s, n, hv->scale, sp->e);
+            const double z = paro_eval_row_exponentials(s, n, hv->scale, sp->e);
             for (int u = 0; u < hv->n_u; u++)
                 block_sums(t, t->perm[hv->slot[u]], sp->e, hv->v, d, sp->zb + u * nk,
                            sp->ub + (size_t)u * nk * d);
@@ -578,7 +526,7 @@ static double exact_pass(const head_view *hv, worker_space *sp)
                         om[c] = acc / zm;
                     }
                 } else {
-                    kept_softmax_row(t, t->perm[slot], row, s, hv->scale, hv->v, d, om);
+                    paro_eval_kept_softmax_row(t, t->perm[slot], row, s, hv->scale, hv->v, d, om);
                 }
                 for (size_t c = 0; c < d; c++) {
                     const double diff = om[c] - o[c];
@@ -658,7 +606,7 @@ static void quant_pass(const head_view *hv, worker_space *sp, int slot, double e
                 panel_scores(sp->qrows, rows, sp->kt, n, d, sp->panel);
                 for (size_t r = 0; r < rows; r++) {
                     const size_t i = perm[p0 + r];
-                    const double z = row_exponentials(sp->panel + r * n, n, hv->scale, sp->e);
+                    const double z = paro_eval_row_exponentials(sp->panel + r * n, n, hv->scale, sp->e);
                     if (pass == 1) {
                         memset(o8, 0, d * sizeof *o8);
                         memset(o4, 0, d * sizeof *o4);
@@ -718,7 +666,7 @@ static double cosine(double dot, double a2, double b2)
 /* One head's sums on one sample into its metrics, summed over samples in
  * manifest order.  sums: [n_sets]; quant: INT8 and INT4 squared errors in
  * capture order and in the chosen one. */
-static void add_head_result(layer_ctx *cx, uint32_t h, double norm_o, const mask_sums *sums,
+void paro_eval_add_head_result(layer_ctx *cx, uint32_t h, double norm_o, const mask_sums *sums,
                             const double quant_capture[2], const double quant_chosen[2])
 {
     const uint32_t b = cx->sample_bucket;
@@ -789,166 +737,7 @@ static void eval_head(void *p, uint32_t h, int worker)
         quant_pass(&hv, sp, hv.slot[1], quant_chosen);
     else
         memcpy(quant_chosen, quant_capture, sizeof quant_chosen);
-    add_head_result(cx, h, norm_o, sp->sums, quant_capture, quant_chosen);
-}
-
-/* ---- the GPU path --------------------------------------------------------- */
-
-/* What `--device cuda` adds: the tile statistics of the basis samples from
- * the calibration backend's kernels, and the evaluation kernels for the
- * samples (kernels/eval.cu, f32); rows whose kept sum of exponentials
- * underflows f32 are redone here in fp64 by the reference's own code. */
-typedef struct gpu_eval {
-    paro_backend stats;      /* the CUDA calibration backend */
-    paro_cuda_eval *ev;
-    int *slot;               /* [heads][2] */
-    int *set_side;           /* [n_sets] */
-    uint8_t *keep;           /* [heads][n_sets][nt]: the sample's bucket */
-    paro_cuda_eval_out out;
-    mask_sums *sums;         /* [n_sets], one head's */
-    double *row_s, *row_e;   /* [n]: one row's scores and exponentials */
-} gpu_eval;
-
-static void gpu_close(gpu_eval *g)
-{
-    if (g->stats.close)
-        g->stats.close(&g->stats);
-    paro_cuda_eval_close(g->ev);
-    free(g->slot);
-    free(g->set_side);
-    free(g->keep);
-    free(g->out.norm_o);
-    free(g->out.sets);
-    free(g->out.quant);
-    free(g->out.flags);
-    free(g->sums);
-    free(g->row_s);
-    free(g->row_e);
-    memset(g, 0, sizeof *g);
-}
-
-static paro_err gpu_open(gpu_eval *g, const paro_tiling *t, const paro_plan *plan, size_t n_sets,
-                         paro_errinfo *ei)
-{
-    memset(g, 0, sizeof *g);
-    paro_errinfo why;
-    paro_errinfo_clear(&why);
-    if (paro_cuda_device_count(&why) < 1)
-        return paro_error(ei, PARO_ERR_NO_CUDA, NULL, PARO_NO_OFFSET,
-                          "eval found no cuda device (%s)", why.msg);
-    const size_t n = t->n_tokens, nt = paro_tiling_tiles(t), heads = plan->heads;
-    uint32_t *perms = paro_tiling_flat_perms(t);
-    if (!perms)
-        return paro_error(ei, PARO_ERR_NOMEM, NULL, PARO_NO_OFFSET, "out of memory");
-    paro_cuda_eval_geometry eg = {.n_tokens = t->n_tokens,
-                                  .head_dim = plan->head_dim,
-                                  .heads = plan->heads,
-                                  .block_q = t->block_q,
-                                  .block_k = t->block_k,
-                                  .nq = t->nq,
-                                  .nk = t->nk,
-                                  .n_slots = (uint32_t)t->n_slots,
-                                  .perms = perms,
-                                  .scale = plan->scale,
-                                  .n_sets = (uint32_t)n_sets};
-    paro_backend_shape shape = {t, plan->heads, plan->head_dim, plan->n_buckets, plan->scale};
-    paro_err rc = paro_cuda_eval_supports(&eg, ei) ? PARO_OK : PARO_ERR_USAGE;
-    if (!rc)
-        rc = paro_backend_cuda_open(&g->stats, &shape, 0, ei);
-    if (!rc)
-        rc = paro_cuda_eval_open(&g->ev, 0, &eg, ei);
-    free(perms);
-    if (rc) {
-        gpu_close(g);
-        return rc;
-    }
-    g->out.cap_flags = 1u << 16;
-    g->slot = malloc(heads * 2 * sizeof *g->slot);
-    g->set_side = malloc(n_sets * sizeof *g->set_side);
-    g->keep = malloc(heads * n_sets * nt);
-    g->out.norm_o = malloc(heads * sizeof *g->out.norm_o);
-    g->out.sets = malloc(heads * n_sets * 4 * sizeof *g->out.sets);
-    g->out.quant = malloc(heads * 4 * sizeof *g->out.quant);
-    g->out.flags = malloc((size_t)g->out.cap_flags * 3 * sizeof *g->out.flags);
-    g->sums = malloc(n_sets * sizeof *g->sums);
-    g->row_s = malloc(n * sizeof *g->row_s);
-    g->row_e = malloc(n * sizeof *g->row_e);
-    if (!g->slot || !g->set_side || !g->keep || !g->out.norm_o || !g->out.sets ||
-        !g->out.quant || !g->out.flags || !g->sums || !g->row_s || !g->row_e) {
-        gpu_close(g);
-        return paro_error(ei, PARO_ERR_NOMEM, NULL, PARO_NO_OFFSET, "out of memory");
-    }
-    for (size_t m = 0; m < n_sets; m++)
-        g->set_side[m] = SET_IS_CHOSEN(m) ? 1 : 0;
-    return PARO_OK;
-}
-
-/* One row of one head redone in fp64 for one mask set (its kept sum of
- * exponentials underflowed f32): the dense output from all keys, the
- * renormalised one from the kept keys' own maximum (as the CPU reference
- * does for its own underflow), and their sums into ms. */
-static void gpu_redo_row(const layer_ctx *cx, gpu_eval *g, uint32_t h, size_t set, uint32_t row,
-                         mask_sums *ms)
-{
-    const paro_tiling *t = cx->t;
-    const size_t n = cx->n, d = cx->d, off = (size_t)h * n * d;
-    const float *q = cx->q + off + (size_t)row * d, *k = cx->k + off, *v = cx->v + off;
-    double *s = g->row_s, *e = g->row_e;
-    for (size_t j = 0; j < n; j++) {
-        double acc = (double)q[0] * k[j * d];
-        for (size_t c = 1; c < d; c++)
-            acc += (double)q[c] * k[j * d + c];
-        s[j] = acc;
-    }
-    const double z = row_exponentials(s, n, cx->scale, e);
-    double o[128], om[128]; /* the eval kernels take head_dim <= 128 */
-    for (size_t c = 0; c < d; c++) {
-        double acc = 0.0;
-        for (size_t j = 0; j < n; j++)
-            acc += e[j] * v[j * d + c];
-        o[c] = acc / z;
-    }
-    const int slot = SET_IS_CHOSEN(set) ? cx->slot_of_head[h] : cx->capture_slot;
-    const uint8_t *keep =
-        mask_at(cx, h, set, cx->sample_bucket) + (size_t)t->qblock[slot][row] * t->nk;
-    kept_softmax_row(t, t->perm[slot], keep, s, cx->scale, v, d, om);
-    for (size_t c = 0; c < d; c++) {
-        const double diff = om[c] - o[c];
-        ms->err2 += diff * diff;
-        ms->dot += om[c] * o[c];
-        ms->norm2 += om[c] * om[c];
-    }
-}
-
-/* Evaluates the sample in cx->q, k, v (the eval context's buffers) on the
- * GPU and adds each head's metrics. */
-static paro_err gpu_eval_sample(layer_ctx *cx, gpu_eval *g, paro_errinfo *ei)
-{
-    const size_t nt = cx->nt, n_sets = cx->n_sets;
-    for (uint32_t h = 0; h < cx->heads; h++) {
-        g->slot[2 * h] = cx->capture_slot;
-        g->slot[2 * h + 1] = cx->slot_of_head[h];
-        for (size_t m = 0; m < n_sets; m++)
-            memcpy(g->keep + ((size_t)h * n_sets + m) * nt, mask_at(cx, h, m, cx->sample_bucket),
-                   nt);
-    }
-    paro_cuda_eval_sample smp = {g->slot, g->set_side, g->keep};
-    paro_err rc = paro_cuda_eval_run(g->ev, &smp, &g->out, ei);
-    if (rc)
-        return rc;
-    size_t f = 0; /* the flagged rows, sorted by head, set, row */
-    for (uint32_t h = 0; h < cx->heads; h++) {
-        for (size_t m = 0; m < n_sets; m++) {
-            const double *x = g->out.sets + ((size_t)h * n_sets + m) * 4;
-            g->sums[m] = (mask_sums){x[0], x[1], x[2], x[3]};
-        }
-        for (; f < g->out.n_flags && g->out.flags[3 * f] == h; f++)
-            gpu_redo_row(cx, g, h, g->out.flags[3 * f + 1], g->out.flags[3 * f + 2],
-                         &g->sums[g->out.flags[3 * f + 1]]);
-        const double *qu = g->out.quant + (size_t)h * 4;
-        add_head_result(cx, h, g->out.norm_o[h], g->sums, qu, qu + 2);
-    }
-    return PARO_OK;
+    paro_eval_add_head_result(cx, h, norm_o, sp->sums, quant_capture, quant_chosen);
 }
 
 /* ---- the driver ---------------------------------------------------------- */
@@ -1178,7 +967,7 @@ paro_err paro_eval(const paro_manifest *m, const paro_plan *plan, const paro_eva
     int *slot_of_head = NULL;
     uint8_t *masks = NULL;
     double *mask_density = NULL, *acc = NULL, *acc_bucket = NULL, *acc_sweep = NULL;
-    gpu_eval gpu;
+    paro_eval_gpu gpu;
     memset(&gpu, 0, sizeof gpu);
     int use_gpu = 0;
     const size_t n_sets = 2 + 2 * cfg->n_sweep;
@@ -1236,7 +1025,7 @@ paro_err paro_eval(const paro_manifest *m, const paro_plan *plan, const paro_eva
     if (cfg->device != PARO_DEVICE_CPU) {
         paro_errinfo why;
         paro_errinfo_clear(&why);
-        rc = gpu_open(&gpu, &tiling, plan, n_sets, &why);
+        rc = paro_eval_gpu_open(&gpu, &tiling, plan, n_sets, &why);
         if (rc == PARO_OK) {
             use_gpu = 1;
         } else if (cfg->device == PARO_DEVICE_CUDA) {
@@ -1368,7 +1157,7 @@ paro_err paro_eval(const paro_manifest *m, const paro_plan *plan, const paro_eva
                 goto done;
             cx.sample_bucket = r->sample_bucket[si];
             if (use_gpu)
-                rc = gpu_eval_sample(&cx, &gpu, ei);
+                rc = paro_eval_gpu_sample(&cx, &gpu, ei);
             else
                 paro_parallel_for(threads, plan->heads, eval_head, &cx);
             if (rc)
@@ -1386,7 +1175,7 @@ paro_err paro_eval(const paro_manifest *m, const paro_plan *plan, const paro_eva
     r = NULL;
 
 done:
-    gpu_close(&gpu);
+    paro_eval_gpu_close(&gpu);
     paro_block_stats_free(&stats);
     free_spaces(spaces, threads);
     free(q);
