@@ -57,11 +57,23 @@ typedef struct paro_cuda_geometry {
     const uint32_t *perms;   /* host: [n_slots][n_tokens], capture index at each position */
     uint32_t n_buckets;
     double scale;            /* softmax scale */
-    /* 0: the first order's tiles and the row statistics in one pass (the
-     * default); 1: a separate row-statistics pass first (the earlier
-     * design, kept to measure one against the other). */
-    int row_pass;
+    int design;              /* paro_cuda_design; 0 is the default */
 } paro_cuda_geometry;
+
+/* How the kernels cover the distinct orders.  All give the same numbers
+ * within the tolerances of tests/check_cuda.c; kernels/README.md compares
+ * their speed, and the fastest measured is the default:
+ *   ONE_PASS  the first order with the rows' statistics, then one sweep
+ *             per other order (the default);
+ *   ROW_PASS  the rows' statistics, then one sweep per order;
+ *   PAIRS     the rows' statistics, then one sweep for each pair of orders
+ *             that share their innermost axis (kernels/pair_plan.h), one
+ *             per order left over. */
+typedef enum paro_cuda_design {
+    PARO_CUDA_ONE_PASS = 0,
+    PARO_CUDA_ROW_PASS = 1,
+    PARO_CUDA_PAIRS = 2
+} paro_cuda_design;
 
 /* Whether the kernels handle this geometry (block sizes 64 or 128 on each
  * axis, head_dim 32, 64 or 128, at most 2048 blocks per axis); when not, a

@@ -119,6 +119,29 @@ __device__ __forceinline__ void load_rows(uint32_t smem, const __nv_bfloat16 *sr
     }
 }
 
+/* As load_rows, for ROWS rows listed by token (capture index; negative:
+ * no row, read as 0). */
+template <int D, int ROWS, int THREADS>
+__device__ __forceinline__ void load_listed_rows(uint32_t smem, const __nv_bfloat16 *src,
+                                                 const int32_t *tokens)
+{
+    constexpr int kChunks = Tile<D>::kChunks;
+    constexpr int kPerRow = THREADS >= ROWS ? THREADS / ROWS : 1;
+    constexpr int kRowStep = THREADS / kPerRow;
+    constexpr int kMine = kChunks / kPerRow;
+    static_assert(kChunks % kPerRow == 0, "threads per row must divide the chunks");
+    const int first = (threadIdx.x % kPerRow) * kMine;
+#pragma unroll
+    for (int row = threadIdx.x / kPerRow; row < ROWS; row += kRowStep) {
+        const int token = __ldg(tokens + row);
+        const __nv_bfloat16 *from = src + (size_t)(token >= 0 ? token : 0) * D;
+#pragma unroll
+        for (int i = 0; i < kMine; i++)
+            cp_async16(Tile<D>::at(smem, row, first + i), from + (first + i) * 8,
+                       token >= 0 ? 16 : 0);
+    }
+}
+
 /* Each warp owns 32 query rows (two m16 tiles), so every K fragment read
  * from shared memory feeds two mma: half the shared-memory traffic of 16
  * rows per warp, which is what bounded the first version. */

@@ -20,10 +20,12 @@
  * the sums, results identical run to run.  Blocks add into per-layer
  * accumulators (sum over samples), so only the layer's totals leave the GPU.
  *
- * row_stats_kernel + tile_stats_kernel over every order is the earlier
- * design (a separate pass for the row statistics), kept selectable
- * (paro_cuda_geometry.row_pass) so that the two can be measured against
- * each other (tests/bench).
+ * That is the default design (PARO_CUDA_ONE_PASS).  The others, selectable
+ * through paro_cuda_geometry.design so that they can be measured against it
+ * (tests/bench): row_stats_kernel for the rows' statistics alone, then
+ * tile_stats_kernel for every order (ROW_PASS), or for the orders left over
+ * once pair_pass_kernel (kernels/pair_pass.cu) has swept the pairs of
+ * orders that share an innermost axis (PAIRS).
  *
  * Inputs are bf16.  Captures that are not exactly bf16 (f16, f32) are split
  * into hi + lo bf16 parts and S is accumulated as hi*hi + hi*lo + lo*hi,
@@ -39,6 +41,8 @@
 #include "cuda_check.h"
 #include "kernels.h"
 #include "mma.cuh"
+#include "pair_pass.h"
+#include "pair_plan.h"
 
 namespace {
 
@@ -55,18 +59,25 @@ constexpr float kLazyRescale = 8.0f;
  * more tiles per row than fit, fewer blocks stay resident. */
 constexpr size_t kMaxScratchBytes = size_t(256) << 20;
 
-/* ---- pass 1 of the two-pass design: row statistics ------------------------ */
+/* ---- the rows' softmax statistics ---------------------------------------- */
 
 struct RowArgs {
     HeadInputs in;
     int n;
     float c;          /* scale * log2(e) */
-    float *row_max;   /* [heads][n]: max_j s_ij * c */
-    float *row_inv;   /* [heads][n]: 1 / sum_j 2^(s_ij c - max) */
+    float *row_max;   /* [heads][n]: m, a row's reference score (log2 units) */
+    float *row_inv;   /* [heads][n]: 1 / sum_j 2^(s_ij c - m) */
 };
 
+/* Each row's sum of 2^(s c - m), with m the largest score of its first 64
+ * keys rather than of all of them: any m gives the same probabilities, and
+ * this one costs no maximum per element, so a score is an FFMA, an
+ * exponential and an add.  Later keys may score higher than m; a row whose
+ * terms pass 2^64 (far from f32's 2^128) raises m to that step's maximum and
+ * rescales its sum, which the synthetic and real maps here never needed
+ * after the first step. */
 template <int D, bool SPLIT>
-__global__ void __launch_bounds__(kCtaRows) row_stats_kernel(RowArgs args)
+__global__ void __launch_bounds__(kCtaRows, 4) row_stats_kernel(RowArgs args)
 {
     constexpr int BQ = kCtaRows, BK = kRowKeys, kThreads = kCtaRows;
     extern __shared__ __align__(128) unsigned char smem[];
@@ -92,11 +103,6 @@ __global__ void __launch_bounds__(kCtaRows) row_stats_kernel(RowArgs args)
 
     const float c = args.c;
     float m[4], l[4];
-#pragma unroll
-    for (int r = 0; r < 4; r++) {
-        m[r] = -INFINITY;
-        l[r] = 0.f;
-    }
     const int n_tiles = (n + BK - 1) / BK;
     for (int b = 0; b < n_tiles; b++) {
         /* One barrier a step: after it, tile b is in shared memory for
@@ -115,25 +121,50 @@ __global__ void __launch_bounds__(kCtaRows) row_stats_kernel(RowArgs args)
         float s[2][BK / 8][4];
         warp_scores<D, SPLIT, BK>(s, qf, sm.q, sm.q_lo, sm.k(b), sm.k_lo(b), 0, warp, lane);
         mask_keys<BK>(s, b * BK, lane, n);
+        if (b == 0) {
+#pragma unroll
+            for (int r = 0; r < 4; r++) {
+                float top = -INFINITY;
+#pragma unroll
+                for (int t = 0; t < BK / 8; t++)
+                    top = fmaxf(top, fmaxf(s[r >> 1][t][2 * (r & 1)], s[r >> 1][t][2 * (r & 1) + 1]));
+                m[r] = quad_max(top) * c; /* c > 0: the largest s gives the largest s c */
+                l[r] = 0.f;
+            }
+        }
+        float u[4];
+        bool big = false;
 #pragma unroll
         for (int r = 0; r < 4; r++) {
-            const int mt = r >> 1, h = r & 1;
-            float top = -INFINITY;
-#pragma unroll
-            for (int t = 0; t < BK / 8; t++)
-                top = fmaxf(top, fmaxf(s[mt][t][2 * h], s[mt][t][2 * h + 1]));
-            top = quad_max(top);
-            /* c > 0, so the largest s gives the largest s * c */
-            const float m_new = fmaxf(m[r], top * c);
-            float sum = 0.f;
+            u[r] = 0.f;
 #pragma unroll
             for (int t = 0; t < BK / 8; t++)
 #pragma unroll
                 for (int e = 0; e < 2; e++)
-                    sum += ex2(fmaf(s[mt][t][2 * h + e], c, -m_new));
-            l[r] = l[r] * ex2(m[r] - m_new) + sum;
-            m[r] = m_new;
+                    u[r] += ex2(fmaf(s[r >> 1][t][2 * (r & 1) + e], c, -m[r]));
+            big |= !(u[r] < 0x1p64f); /* also inf */
         }
+        if (__any_sync(0xffffffffu, big)) { /* warp-uniform: the shuffles see every lane */
+#pragma unroll
+            for (int r = 0; r < 4; r++) {
+                float top = -INFINITY;
+#pragma unroll
+                for (int t = 0; t < BK / 8; t++)
+                    top = fmaxf(top, fmaxf(s[r >> 1][t][2 * (r & 1)], s[r >> 1][t][2 * (r & 1) + 1]));
+                const float m_new = fmaxf(m[r], quad_max(top) * c);
+                l[r] *= ex2(m[r] - m_new);
+                u[r] = 0.f;
+#pragma unroll
+                for (int t = 0; t < BK / 8; t++)
+#pragma unroll
+                    for (int e = 0; e < 2; e++)
+                        u[r] += ex2(fmaf(s[r >> 1][t][2 * (r & 1) + e], c, -m_new));
+                m[r] = m_new;
+            }
+        }
+#pragma unroll
+        for (int r = 0; r < 4; r++)
+            l[r] += u[r];
     }
 #pragma unroll
     for (int r = 0; r < 4; r++) {
@@ -554,6 +585,9 @@ Kernels pick_kernels(int d, int bq, int bk, bool split)
 
 /* ---- the context ------------------------------------------------------------ */
 
+#define PARO_N_SLOTS_MAX 6 /* distinct orders */
+#define PARO_N_PAIRS_MAX 3
+
 /* A layer's sums live in one of two accumulator sets, so that the next
  * layer's samples can be computed while the previous one is downloaded and
  * scored (paro_cuda_layer_seal). */
@@ -587,6 +621,13 @@ struct paro_cuda_ctx {
     float2 *scratch;         /* the first pass's, [blocks][nk][kCtaRows] */
     unsigned *next_item;     /* the first pass's work counter */
     int first_grid[2];       /* resident blocks of the first pass, without and with lo parts */
+    /* PARO_CUDA_PAIRS: the pairs of orders swept together, the orders left
+     * over, and the pair pass's integer sums (one set, cleared by each
+     * pass's finish). */
+    PairTables pairs[PARO_N_PAIRS_MAX];
+    int n_pairs;
+    int singles[PARO_N_SLOTS_MAX], n_singles;
+    PairSums pair_sums;
     acc_set acc[2];
     int open;                /* acc set taking samples, -1 when none */
     int sealed_order[2];     /* sealed sets, oldest first */
@@ -667,6 +708,21 @@ extern "C" void paro_cuda_close(paro_cuda_ctx *ctx)
     cudaFree(ctx->row_inv);
     cudaFree(ctx->scratch);
     cudaFree(ctx->next_item);
+    for (int p = 0; p < ctx->n_pairs; p++) {
+        PairTables *t = &ctx->pairs[p];
+        cudaFree(t->row_token);
+        cudaFree(t->row_info);
+        cudaFree(t->warp_qb);
+        cudaFree(t->cta_qa0);
+        cudaFree(t->cta_qb);
+        cudaFree(t->warp_qbslot);
+        cudaFree(t->bind);
+        cudaFree(t->chunk);
+    }
+    cudaFree(ctx->pair_sums.sum_a);
+    cudaFree(ctx->pair_sums.sum_b);
+    cudaFree(ctx->pair_sums.max_a);
+    cudaFree(ctx->pair_sums.max_b);
     cudaFreeHost(ctx->needs_lo_host);
     cudaFreeHost(ctx->host_q);
     cudaFreeHost(ctx->host_k);
@@ -682,6 +738,78 @@ extern "C" void paro_cuda_close(paro_cuda_ctx *ctx)
 static size_t tile_smem_bytes(const Kernels &kn, int nk)
 {
     return kn.tile_smem + tile_row_smem(kn.blocks_per_cta, nk);
+}
+
+/* One array of a pair plan, copied to the device. */
+static paro_err upload_table(paro_cuda_ctx *ctx, void **dst, const void *src, size_t bytes,
+                             paro_errinfo *ei)
+{
+    paro_err rc = dev_alloc(ctx, dst, bytes, ei);
+    if (rc)
+        return rc;
+    CUDA_TRY(ei, ctx->device, cudaMemcpy(*dst, src, bytes, cudaMemcpyHostToDevice));
+    return PARO_OK;
+}
+
+/* PARO_CUDA_PAIRS: which orders go in pairs, their plans on the device, and
+ * the pair pass's sums.  Needs ctx->perms on the device. */
+static paro_err open_pairs(paro_cuda_ctx *ctx, const paro_cuda_geometry *g, paro_errinfo *ei)
+{
+    int chosen[PARO_N_PAIRS_MAX][2];
+    const int found = paro_pair_choose(g->perms, g->n_slots, g->n_tokens, g->block_q, g->block_k,
+                                       chosen, ctx->singles, &ctx->n_singles);
+    paro_err rc = PARO_OK;
+    for (int p = 0; p < found && !rc; p++) {
+        paro_pair_plan plan;
+        const size_t n = g->n_tokens;
+        if ((rc = paro_pair_plan_build(&plan, g->perms + (size_t)chosen[p][0] * n,
+                                       g->perms + (size_t)chosen[p][1] * n, g->n_tokens,
+                                       g->block_q, g->block_k, ei)))
+            return rc;
+        PairTables *t = &ctx->pairs[ctx->n_pairs++];
+        t->slot_a = chosen[p][0];
+        t->slot_b = chosen[p][1];
+        t->n_ctas = plan.n_ctas;
+        t->n_chunks = plan.n_chunks;
+        t->perm_b = ctx->perms + (size_t)t->slot_b * n;
+        rc = upload_table(ctx, (void **)&t->row_token, plan.row_token,
+                          (size_t)plan.n_row_slots * sizeof *plan.row_token, ei);
+        if (!rc)
+            rc = upload_table(ctx, (void **)&t->row_info, plan.row_info, plan.n_row_slots, ei);
+        if (!rc)
+            rc = upload_table(ctx, (void **)&t->warp_qb, plan.warp_qb,
+                              (size_t)plan.n_warps * PARO_PAIR_MAX_ROW_GROUPS * 4, ei);
+        if (!rc)
+            rc = upload_table(ctx, (void **)&t->cta_qa0, plan.cta_qa0, (size_t)plan.n_ctas * 4, ei);
+        if (!rc)
+            rc = upload_table(ctx, (void **)&t->cta_qb, plan.cta_qb,
+                              (size_t)plan.n_ctas * PARO_PAIR_MAX_QB * 4, ei);
+        if (!rc)
+            rc = upload_table(ctx, (void **)&t->warp_qbslot, plan.warp_qbslot,
+                              (size_t)plan.n_warps * PARO_PAIR_MAX_ROW_GROUPS, ei);
+        if (!rc)
+            rc = upload_table(ctx, (void **)&t->chunk, plan.chunk,
+                              (size_t)plan.n_chunks * sizeof *plan.chunk, ei);
+        if (!rc)
+            rc = upload_table(ctx, (void **)&t->bind, plan.bind,
+                              (size_t)plan.n_chunks * 4 * 32 * 4 * sizeof *plan.bind, ei);
+        paro_pair_plan_free(&plan);
+    }
+    if (rc || ctx->n_pairs == 0)
+        return rc;
+    const size_t sums = (size_t)g->heads * ctx->tiles;
+    PairSums *s = &ctx->pair_sums;
+    if ((rc = dev_alloc(ctx, (void **)&s->sum_a, sums * sizeof *s->sum_a, ei)) ||
+        (rc = dev_alloc(ctx, (void **)&s->sum_b, sums * sizeof *s->sum_b, ei)) ||
+        (rc = dev_alloc(ctx, (void **)&s->max_a, sums * sizeof *s->max_a, ei)) ||
+        (rc = dev_alloc(ctx, (void **)&s->max_b, sums * sizeof *s->max_b, ei)))
+        return rc;
+    CUDA_TRY(ei, ctx->device, cudaMemset(s->sum_a, 0, sums * sizeof *s->sum_a));
+    CUDA_TRY(ei, ctx->device, cudaMemset(s->sum_b, 0, sums * sizeof *s->sum_b));
+    CUDA_TRY(ei, ctx->device, cudaMemset(s->max_a, 0, sums * sizeof *s->max_a));
+    CUDA_TRY(ei, ctx->device, cudaMemset(s->max_b, 0, sums * sizeof *s->max_b));
+    CUDA_TRY(ei, ctx->device, paro_pair_prepare((int)g->head_dim, (int)g->nk));
+    return PARO_OK;
 }
 
 static paro_err open_ctx(paro_cuda_ctx *ctx, const paro_cuda_geometry *g, paro_errinfo *ei)
@@ -740,7 +868,9 @@ static paro_err open_ctx(paro_cuda_ctx *ctx, const paro_cuda_geometry *g, paro_e
         CUDA_TRY(ei, dev, cudaOccupancyMaxActiveBlocksPerMultiprocessor(
                               &per_sm[split], kn.first, kCtaRows, kn.first_smem));
     }
-    if (!g->row_pass) {
+    if (g->design == PARO_CUDA_PAIRS && (rc = open_pairs(ctx, g, ei)))
+        return rc;
+    if (g->design == PARO_CUDA_ONE_PASS) {
         /* As many blocks as stay resident (inputs with lo parts need more
          * shared memory, so fewer of them), within the scratch cap. */
         const size_t per_block = (size_t)g->nk * kCtaRows * sizeof(float2);
@@ -942,13 +1072,10 @@ static paro_err launch_sample(paro_cuda_ctx *ctx, int set, int split, uint32_t b
     const size_t acc = (size_t)g->heads * g->n_slots * ctx->tiles;
     float *mass = a->mass + (size_t)bucket * acc;
     const unsigned ctas = (g->nq + kn.blocks_per_cta - 1) / kn.blocks_per_cta;
-    int slot0 = 0;
-    if (g->row_pass) {
-        RowArgs ra = {in, n, c, ctx->row_max, ctx->row_inv};
-        dim3 row_grid((unsigned)((n + kCtaRows - 1) / kCtaRows), g->heads);
-        kn.row<<<row_grid, kCtaRows, kn.row_smem, ctx->compute>>>(ra);
-        CUDA_TRY(ei, dev, cudaGetLastError());
-    } else {
+    /* The orders the tile kernel takes, one launch each (ONE_PASS and
+     * ROW_PASS: a run of slots, one launch). */
+    int slot0 = 0, slots = (int)g->n_slots;
+    if (g->design == PARO_CUDA_ONE_PASS) {
         CUDA_TRY(ei, dev, cudaMemsetAsync(ctx->next_item, 0, sizeof(unsigned), ctx->compute));
         FirstArgs fa = {in,           n,          (int)g->nq,    (int)g->nk,
                         (int)g->heads, (int)g->n_slots, (int)ctas, c,
@@ -957,15 +1084,35 @@ static paro_err launch_sample(paro_cuda_ctx *ctx, int set, int split, uint32_t b
         kn.first<<<ctx->first_grid[split != 0], kCtaRows, kn.first_smem, ctx->compute>>>(fa);
         CUDA_TRY(ei, dev, cudaGetLastError());
         slot0 = 1;
-    }
-    if ((int)g->n_slots > slot0) {
-        TileArgs ta = {in,   n,        (int)g->nq,   (int)g->nk,   (int)g->heads, (int)g->n_slots,
-                       slot0, c,       ctx->perms,   ctx->row_max, ctx->row_inv,  mass,
-                       a->peak};
-        dim3 tile_grid(ctas, g->heads, g->n_slots - (unsigned)slot0);
-        kn.tile<<<tile_grid, kCtaRows, tile_smem_bytes(kn, (int)g->nk), ctx->compute>>>(ta);
+        slots -= 1;
+    } else {
+        RowArgs ra = {in, n, c, ctx->row_max, ctx->row_inv};
+        dim3 row_grid((unsigned)((n + kCtaRows - 1) / kCtaRows), g->heads);
+        kn.row<<<row_grid, kCtaRows, kn.row_smem, ctx->compute>>>(ra);
         CUDA_TRY(ei, dev, cudaGetLastError());
     }
+    /* count orders from slot first, one sweep each */
+    auto tiles = [&](int first, int count) {
+        TileArgs ta = {in,    n, (int)g->nq,   (int)g->nk,   (int)g->heads, (int)g->n_slots,
+                       first, c, ctx->perms,   ctx->row_max, ctx->row_inv,  mass,
+                       a->peak};
+        dim3 tile_grid(ctas, g->heads, (unsigned)count);
+        kn.tile<<<tile_grid, kCtaRows, tile_smem_bytes(kn, (int)g->nk), ctx->compute>>>(ta);
+        return cudaGetLastError();
+    };
+    if (g->design != PARO_CUDA_PAIRS) {
+        if (slots > 0)
+            CUDA_TRY(ei, dev, tiles(slot0, slots));
+        return PARO_OK;
+    }
+    PairLaunch pl = {in.q, in.k, in.q_lo, in.k_lo, n, (int)g->head_dim, (int)g->heads,
+                     (int)g->nq, (int)g->nk, (int)g->n_slots, c, ctx->row_max, ctx->row_inv,
+                     mass, a->peak};
+    for (int p = 0; p < ctx->n_pairs; p++)
+        CUDA_TRY(ei, dev, paro_pair_run(pl, ctx->pairs[p], ctx->pair_sums, split != 0,
+                                        ctx->compute));
+    for (int i = 0; i < ctx->n_singles; i++)
+        CUDA_TRY(ei, dev, tiles(ctx->singles[i], 1));
     return PARO_OK;
 }
 

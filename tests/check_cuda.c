@@ -38,22 +38,26 @@ typedef struct gpu_case {
     input_kind input;
     double spread;
     double offset; /* added to Q, taken from K: every score negative when large */
+    int jump;      /* keys from the 65th on get the offset added instead: their
+                      scores pass the first 64's by far (the row pass rescales) */
 } gpu_case;
 
 static const gpu_case cases[] = {
-    {"odd grid, text first, bf16", {3, 5, 7}, 5, 0, 3, 64, 64, 64, 1, 1, INPUT_BF16, 1.0, 0.0},
-    {"odd grid, text last, f32 (split)", {3, 5, 7}, 5, 1, 2, 64, 64, 64, 1, 1, INPUT_F32, 1.0, 0.0},
-    {"f16 input (split)", {2, 9, 11}, 3, 0, 2, 64, 64, 64, 1, 1, INPUT_F16, 1.5, 0.0},
-    {"image 1x24x32, d32, 128x64", {1, 24, 32}, 0, 0, 2, 32, 128, 64, 1, 1, INPUT_BF16, 1.0, 0.0},
-    {"d128, 64x128, sharp", {4, 6, 10}, 7, 0, 2, 128, 64, 128, 1, 1, INPUT_BF16, 2.0, 0.0},
-    {"128x128, three samples, two buckets", {2, 12, 20}, 9, 0, 2, 64, 128, 128, 3, 2, INPUT_BF16, 1.0, 0.0},
-    {"every score negative", {3, 8, 12}, 4, 0, 2, 64, 64, 64, 1, 1, INPUT_BF16, 1.0, 1.5},
+    {"odd grid, text first, bf16", {3, 5, 7}, 5, 0, 3, 64, 64, 64, 1, 1, INPUT_BF16, 1.0, 0.0, 0},
+    {"odd grid, text last, f32 (split)", {3, 5, 7}, 5, 1, 2, 64, 64, 64, 1, 1, INPUT_F32, 1.0, 0.0, 0},
+    {"f16 input (split)", {2, 9, 11}, 3, 0, 2, 64, 64, 64, 1, 1, INPUT_F16, 1.5, 0.0, 0},
+    {"image 1x24x32, d32, 128x64", {1, 24, 32}, 0, 0, 2, 32, 128, 64, 1, 1, INPUT_BF16, 1.0, 0.0, 0},
+    {"d128, 64x128, sharp", {4, 6, 10}, 7, 0, 2, 128, 64, 128, 1, 1, INPUT_BF16, 2.0, 0.0, 0},
+    {"128x128, three samples, two buckets", {2, 12, 20}, 9, 0, 2, 64, 128, 128, 3, 2, INPUT_BF16, 1.0, 0.0, 0},
+    {"every score negative", {3, 8, 12}, 4, 0, 2, 64, 64, 64, 1, 1, INPUT_BF16, 1.0, 1.5, 0},
+    {"later keys far higher", {3, 8, 12}, 4, 0, 2, 64, 64, 64, 1, 1, INPUT_BF16, 1.0, 3.0, 1},
+    {"pairs and single orders, 64x128", {2, 9, 11}, 3, 0, 2, 64, 64, 128, 1, 1, INPUT_BF16, 1.0, 0.0, 0},
 };
 #define N_CASES (sizeof cases / sizeof *cases)
 
-/* Both designs of kernels/tile_stats.cu: the first order with the row
- * statistics in one pass (0), and the separate row pass (1). */
-static const char *const design_names[2] = {"one pass", "row pass"};
+/* The designs of kernels/tile_stats.cu (paro_cuda_design). */
+#define N_DESIGNS 3
+static const char *const design_names[N_DESIGNS] = {"one pass", "row pass", "pairs"};
 
 /* Inputs of one sample, rounded to what a capture of that dtype holds. */
 static void make_inputs(const gpu_case *c, uint32_t n, uint64_t seed, float *q, float *k)
@@ -63,6 +67,8 @@ static void make_inputs(const gpu_case *c, uint32_t n, uint64_t seed, float *q, 
     for (size_t i = 0; i < count; i++) {
         q[i] = (float)(c->spread * tu_normal(&rng) + c->offset);
         k[i] = (float)(c->spread * tu_normal(&rng) - c->offset);
+        if (c->jump && (i / c->d) % n >= 64)
+            k[i] += (float)(2 * c->offset);
     }
     if (c->input == INPUT_F32)
         return;
@@ -76,7 +82,7 @@ static void make_inputs(const gpu_case *c, uint32_t n, uint64_t seed, float *q, 
 }
 
 static paro_cuda_ctx *open_ctx(const paro_tiling *t, uint32_t heads, uint32_t d, uint32_t buckets,
-                               double scale, int row_pass)
+                               double scale, int design)
 {
     uint32_t *perms = paro_tiling_flat_perms(t);
     paro_cuda_geometry g = {.n_tokens = t->n_tokens,
@@ -90,7 +96,7 @@ static paro_cuda_ctx *open_ctx(const paro_tiling *t, uint32_t heads, uint32_t d,
                             .perms = perms,
                             .n_buckets = buckets,
                             .scale = scale,
-                            .row_pass = row_pass};
+                            .design = design};
     paro_errinfo ei;
     paro_errinfo_clear(&ei);
     paro_cuda_ctx *ctx = NULL;
@@ -133,8 +139,8 @@ static double compare(const char *what, const char *name, const double *gpu, con
 
 START_TEST(kernels_match_cpu_reference)
 {
-    const gpu_case *c = &cases[_i / 2];
-    const int design = _i % 2;
+    const gpu_case *c = &cases[_i / N_DESIGNS];
+    const int design = _i % N_DESIGNS;
     paro_errinfo ei;
     paro_errinfo_clear(&ei);
     paro_tiling t;
@@ -156,7 +162,7 @@ START_TEST(kernels_match_cpu_reference)
     for (uint32_t s = 0; s < c->samples; s++) {
         float *q, *k;
         ck_assert_int_eq(paro_cuda_next_buffers(ctx, &q, &k, &ei), PARO_OK);
-        make_inputs(c, n, g_seed + 100 * (uint64_t)(_i / 2) + s, q, k);
+        make_inputs(c, n, g_seed + 100 * (uint64_t)(_i / N_DESIGNS) + s, q, k);
         const uint32_t bucket = s % c->buckets;
         for (uint32_t h = 0; h < c->heads; h++) {
             size_t off = (size_t)h * n * c->d;
@@ -182,7 +188,7 @@ START_TEST(kernels_match_cpu_reference)
     for (uint32_t s = 0; s < c->samples; s++) {
         float *q, *k;
         ck_assert_int_eq(paro_cuda_next_buffers(ctx, &q, &k, &ei), PARO_OK);
-        make_inputs(c, n, g_seed + 100 * (uint64_t)(_i / 2) + s, q, k);
+        make_inputs(c, n, g_seed + 100 * (uint64_t)(_i / N_DESIGNS) + s, q, k);
         ck_assert_int_eq(paro_cuda_submit(ctx, s % c->buckets, &ei), PARO_OK);
     }
     ck_assert_int_eq(layer_end_into(ctx, again_mass, per_bucket * c->buckets, again_peak,
@@ -206,7 +212,7 @@ END_TEST
 /* Planted heads of a CogVideoX-like layer (or a smaller one with
  * PARO_CUDA_SMALL=1): the same order on every head that is not a near-tie,
  * and masks that differ on at most 0.5% of tiles. */
-static void planted_parity(const uint32_t grid[3], uint32_t text, uint32_t heads)
+static void planted_parity(const uint32_t grid[3], uint32_t text, uint32_t heads, int design)
 {
     paro_synth_config sc = {.grid = {grid[0], grid[1], grid[2]},
                             .text_tokens = text,
@@ -225,7 +231,7 @@ static void planted_parity(const uint32_t grid[3], uint32_t text, uint32_t heads
     paro_block_stats cpu, gpu;
     ck_assert_int_eq(paro_block_stats_init(&cpu, heads, 1, (uint32_t)slots, t.nq, t.nk, &ei), PARO_OK);
     ck_assert_int_eq(paro_block_stats_init(&gpu, heads, 1, (uint32_t)slots, t.nq, t.nk, &ei), PARO_OK);
-    paro_cuda_ctx *ctx = open_ctx(&t, heads, 64, 1, 0.125, 0);
+    paro_cuda_ctx *ctx = open_ctx(&t, heads, 64, 1, 0.125, design);
     ck_assert_int_eq(paro_cuda_layer_begin(ctx, &ei), PARO_OK);
     float *q, *k;
     ck_assert_int_eq(paro_cuda_next_buffers(ctx, &q, &k, &ei), PARO_OK);
@@ -274,8 +280,9 @@ static void planted_parity(const uint32_t grid[3], uint32_t text, uint32_t heads
         for (size_t i = 0; i < nt; i++)
             differing += keep_cpu[i] != keep_gpu[i];
     }
-    printf("  planted %ux%ux%u+%u, %u heads: %zu near-ties, masks differ on %zu of %zu tiles\n",
-           grid[0], grid[1], grid[2], text, heads, near_ties, differing, nt * heads);
+    printf("  planted %ux%ux%u+%u, %u heads, %s: %zu near-ties, masks differ on %zu of %zu tiles\n",
+           grid[0], grid[1], grid[2], text, heads, design_names[design], near_ties, differing,
+           nt * heads);
     ck_assert_uint_le(differing * 200, nt * heads); /* <= 0.5% */
     free(score_scratch);
     free(keep_cpu);
@@ -292,7 +299,7 @@ static void planted_parity(const uint32_t grid[3], uint32_t text, uint32_t heads
 
 START_TEST(planted_orders_and_masks_agree)
 {
-    planted_parity((uint32_t[3]){5, 12, 16}, 24, 8);
+    planted_parity((uint32_t[3]){5, 12, 16}, 24, 8, _i);
 }
 END_TEST
 
@@ -300,7 +307,7 @@ START_TEST(planted_reference_layer)
 {
     /* The reference shape of DESIGN.md (13x30x45 + 226 text); the CPU side
      * is the slow part, so a few heads. */
-    planted_parity((uint32_t[3]){13, 30, 45}, 226, 2);
+    planted_parity((uint32_t[3]){13, 30, 45}, 226, 2, _i ? PARO_CUDA_PAIRS : PARO_CUDA_ONE_PASS);
 }
 END_TEST
 
@@ -433,12 +440,12 @@ int main(void)
 
     Suite *s = suite_create("cuda");
     TCase *tc = tcase_create("kernels");
-    tcase_add_loop_test(tc, kernels_match_cpu_reference, 0, 2 * (int)N_CASES);
+    tcase_add_loop_test(tc, kernels_match_cpu_reference, 0, N_DESIGNS * (int)N_CASES);
     tcase_add_test(tc, pipelined_layers_and_bf16_buffers);
     tcase_add_test(tc, unsupported_shapes_are_refused);
-    tcase_add_test(tc, planted_orders_and_masks_agree);
+    tcase_add_loop_test(tc, planted_orders_and_masks_agree, 0, N_DESIGNS);
     if (!getenv("PARO_CUDA_SMALL"))
-        tcase_add_test(tc, planted_reference_layer);
+        tcase_add_loop_test(tc, planted_reference_layer, 0, 2);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_set_fork_status(sr, CK_NOFORK);

@@ -1,12 +1,14 @@
 /* paro benchmark — GPU time of the tile-statistics kernels on one
  * layer-sample of a capture, and the device memory they hold.
  *
- *   bench_cuda MANIFEST [LAYER [REPEAT [BLOCK [ROW_PASS]]]]
+ *   bench_cuda MANIFEST [LAYER [REPEAT [BLOCK [DESIGN]]]]
  *
  * Prints one JSON object: median and minimum kernel milliseconds over REPEAT
  * runs (row statistics + every distinct order, timed with CUDA events), the
- * device bytes held, and the shape.  ROW_PASS 1 times the earlier design
- * (a separate row-statistics pass, kernels/tile_stats.cu).  The sample goes
+ * device bytes held, and the shape.  DESIGN (paro_cuda_design, kernels.h)
+ * picks how the orders are covered: 0 the first order with the row
+ * statistics (the default), 1 a row pass then each order, 2 a row pass then
+ * pairs of orders in one sweep each.  The sample goes
  * to the GPU as bf16 when the capture holds bf16.  Used by
  * tests/bench/calibrate_cuda.py. */
 #include <stdio.h>  /* printf, fprintf */
@@ -33,13 +35,13 @@ static int fail(const paro_errinfo *ei)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: bench_cuda MANIFEST [LAYER [REPEAT [BLOCK [ROW_PASS]]]]\n");
+        fprintf(stderr, "usage: bench_cuda MANIFEST [LAYER [REPEAT [BLOCK [DESIGN]]]]\n");
         return 2;
     }
     const uint32_t layer = argc > 2 ? (uint32_t)atoi(argv[2]) : 0;
     const int repeat = argc > 3 ? atoi(argv[3]) : 10;
     const uint32_t block = argc > 4 ? (uint32_t)atoi(argv[4]) : 64;
-    const int row_pass = argc > 5 ? atoi(argv[5]) : 0;
+    const int design = argc > 5 ? atoi(argv[5]) : 0;
     paro_errinfo ei;
     paro_errinfo_clear(&ei);
     paro_manifest *m = NULL;
@@ -52,7 +54,7 @@ int main(int argc, char **argv)
     paro_cuda_geometry g = {.n_tokens = t.n_tokens, .head_dim = m->head_dim, .heads = m->heads,
                             .block_q = block, .block_k = block, .nq = t.nq, .nk = t.nk,
                             .n_slots = (uint32_t)t.n_slots, .perms = perms, .n_buckets = 1,
-                            .scale = m->scale, .row_pass = row_pass};
+                            .scale = m->scale, .design = design};
     paro_cuda_ctx *ctx = NULL;
     if (paro_cuda_open(&ctx, 0, &g, &ei))
         return fail(&ei);
@@ -85,10 +87,10 @@ int main(int argc, char **argv)
     qsort(ms + 1, (size_t)repeat, sizeof *ms, cmp_double);
     char desc[256];
     paro_cuda_device_describe(0, desc, sizeof desc, NULL);
-    printf("{\"device\": \"%s\", \"row_pass\": %d, \"tokens\": %u, \"heads\": %u, \"head_dim\": %u, \"block\": %u, "
+    printf("{\"device\": \"%s\", \"design\": %d, \"tokens\": %u, \"heads\": %u, \"head_dim\": %u, \"block\": %u, "
            "\"slots\": %d, \"repeat\": %d, \"kernel_ms_median\": %.4f, \"kernel_ms_min\": %.4f, "
            "\"device_bytes\": %zu}\n",
-           desc, row_pass, t.n_tokens, m->heads, m->head_dim, block, t.n_slots, repeat,
+           desc, design, t.n_tokens, m->heads, m->head_dim, block, t.n_slots, repeat,
            ms[1 + repeat / 2], ms[1], paro_cuda_device_bytes(ctx));
     paro_cuda_close(ctx);
     paro_manifest_free(m);

@@ -9,10 +9,14 @@ DESIGN.md (48 heads, grid 13x30x45 + 226 text tokens, d = 64, bf16, blocks
    softmax map, then for each of the six orders the permuted map cut into
    tiles, summed and maxed; and naive_torch_permute_qk_ms, the other natural
    way: per head and order, permute Q and K and compute the map again;
-3. paro_kernel_ms: paro's kernels on the same Q/K (CUDA events, median), and
-   paro_command_ms: `paro calibrate --device cuda` from the files, whole;
-   paro_kernel_row_pass_ms: the earlier design (a separate row-statistics
-   pass before the six orders) on the same Q/K, to compare the two;
+3. paro_kernel_ms: paro's kernels on the same Q/K (CUDA events, median),
+   the default design (the first order with the row statistics in one
+   sweep, then one sweep per other order); paro_command_ms: `paro calibrate
+   --device cuda` from the files, whole; and the other designs on the same
+   Q/K, to compare (kernels.h, paro_cuda_design): paro_kernel_row_pass_ms
+   (row statistics, then one sweep per order) and paro_kernel_pairs_ms (row
+   statistics, then one sweep per pair of orders sharing an innermost axis,
+   kernels/pair_pass.cu);
 4. peak_extra_gpu_bytes: device memory paro's backend holds for the layer;
 5. optionally (--disk-layers L): a capture of L layer-samples calibrated from
    disk, against the read time of its files and L kernel times: the whole
@@ -184,17 +188,18 @@ def main():
 
     # 3. paro: kernels alone, and the whole command from the files
     manifest = os.path.join(ref, "manifest.json")
-    def bench_kernels(row_pass):
-        return json.loads(subprocess.run([args.bench, manifest, "0", "20", str(BLOCK), str(row_pass)],
+    def bench_kernels(design):
+        return json.loads(subprocess.run([args.bench, manifest, "0", "20", str(BLOCK), str(design)],
                                          check=True, capture_output=True, text=True).stdout)
     bench = bench_kernels(0)
     result["paro_kernel_ms"] = bench["kernel_ms_median"]
     result["paro_kernel_ms_min"] = bench["kernel_ms_min"]
     result["peak_extra_gpu_bytes"] = bench["device_bytes"]
     result["device"] = bench["device"]
-    older = bench_kernels(1)
-    result["paro_kernel_row_pass_ms"] = older["kernel_ms_median"]
-    result["row_pass_extra_gpu_bytes"] = older["device_bytes"]
+    for design, key in ((1, "row_pass"), (2, "pairs")):
+        older = bench_kernels(design)
+        result[f"paro_kernel_{key}_ms"] = older["kernel_ms_median"]
+        result[f"{key}_extra_gpu_bytes"] = older["device_bytes"]
     times = []
     for _ in range(3):
         t0 = time.perf_counter()

@@ -39,7 +39,7 @@ if [ -n "$debs" ] && { [ ! -e /usr/include/cjson/cJSON.h ] || [ ! -e /usr/includ
     echo "on_device: build dependencies from $debs in $prefix"
 fi
 jobs=$(nproc 2>/dev/null || echo 8)
-make -s -j"$jobs" all bench build/tests/check_cuda build/tests/check_cuda_eval PKG_CONFIG=false
+make -s -j"$jobs" all bench build/tests/check_cuda build/tests/check_cuda_eval build/tests/check_pair PKG_CONFIG=false
 echo "on_device: built ($(./paro version | head -1))"
 [ $# -gt 0 ] && exec "$@"
 exit 0

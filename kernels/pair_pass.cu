@@ -1,0 +1,510 @@
+/* paro — the pair pass: the tiles of two orders in one sweep over the
+ * attention map (kernels/pair_plan.h has the vocabulary: rows in order A,
+ * keys in order B, row groups, key groups, cells).
+ *
+ * A thread block takes 128 row slots (four warps of 32, kernels/mma.cuh's
+ * layout) and sweeps every key of the head in steps of 64.  Per step, each
+ * warp computes S with tensor cores, then p' = 2^14 p = 2^(s c + bias) once
+ * per element (bias folds in the row's normaliser and the 2^14), rounded to
+ * f16 pairs, and from those pairs:
+ *   - sums, on tensor cores: D = (key-group indicator)^T p'^T gives each
+ *     key group's sum per row, then E = D x (row-group indicator) each
+ *     cell's sum (the indicators are 0/1 matrices; repeated rows have no 1);
+ *   - maxima: each thread first takes the larger of its two rows of a unit
+ *     (rows g and g + 8 of an mma tile, one row group by construction), then
+ *     a running maximum over the step's keys in order; at each key-group
+ *     boundary (the same for all lanes) the row group's lanes combine theirs
+ *     with one redux.sync.
+ * A cell's sum and maximum go to its tile of A (kept for the whole sweep in
+ * shared memory: the block's rows meet at most PARO_PAIR_MAX_QA query blocks
+ * of A) and to its tile of B (the step is inside one key block of B), as
+ * 64-bit fixed point and f16 bit patterns through integer atomics: the same
+ * bits whatever order the blocks add in.
+ *
+ * f16 keeps p' to 2^-12 relative (2^-25 absolute below 2^-14, that is
+ * 2^-39 of p), and D to 2^-12 relative; both roundings are far inside the
+ * 1e-3 that tests/check_cuda.c asks of every tile.
+ */
+#include <cuda_bf16.h> /* __nv_bfloat16 */
+#include <cuda_fp16.h> /* __half2, __floats2half2_rn, __hmax2 */
+#include <math.h>      /* INFINITY */
+#include <stdint.h>    /* uint32_t */
+
+#include "mma.cuh"
+#include "pair_pass.h"
+
+namespace {
+
+using namespace paro_mma;
+
+constexpr int kChunk = PARO_PAIR_CHUNK;   /* keys per step */
+constexpr int kSub = 32;                  /* keys whose scores a warp holds at once */
+constexpr float kLog2Scale = 14.f;        /* p' = 2^14 p */
+constexpr float kToFixed = 2147483648.f;  /* E = 2^9 p (2^14 x the indicator's 2^-5): x 2^31 = 2^40 p */
+constexpr int kTableBytes = (int)sizeof(paro_pair_chunk) + 4 * 32 * 16;
+#ifndef PARO_PAIR_MIN_BLOCKS
+#define PARO_PAIR_MIN_BLOCKS 4 /* thread blocks per SM the register budget allows */
+#endif
+static_assert(sizeof(paro_pair_chunk) == 64, "a step's table is 64 bytes");
+
+struct PairArgs {
+    HeadInputs in;
+    int n, nq, nk, tiles, n_chunks;
+    float c;
+    const float *row_max, *row_inv;
+    const int32_t *row_token;
+    const uint8_t *row_info;
+    const uint32_t *warp_qb, *cta_qa0, *cta_qb, *perm_b;
+    const uint8_t *warp_qbslot;
+    const unsigned char *chunk; /* paro_pair_chunk, 64 bytes each */
+    const unsigned char *bind;  /* 2048 bytes a step */
+    unsigned long long *sum_a, *sum_b;
+    unsigned *max_a, *max_b;
+};
+
+__device__ __forceinline__ void mma_f16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
+                                        uint32_t b1)
+{
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
+                 "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+/* Two floats as an f16 pair, the first in the lower half. */
+__device__ __forceinline__ uint32_t pack_f16(float lo, float hi)
+{
+    const __half2 h = __floats2half2_rn(lo, hi);
+    return *reinterpret_cast<const uint32_t *>(&h);
+}
+
+__device__ __forceinline__ uint32_t max_f16x2(uint32_t a, uint32_t b)
+{
+    const __half2 r = __hmax2(*reinterpret_cast<const __half2 *>(&a),
+                              *reinterpret_cast<const __half2 *>(&b));
+    return *reinterpret_cast<const uint32_t *>(&r);
+}
+
+/* The halves of a pair that hold keys in [lo, hi), for the lane whose pair
+ * holds keys k0 and k0 + 1; the others become 0, which no maximum sees. */
+__device__ __forceinline__ uint32_t keys_in(int lo, int hi, int k0)
+{
+    return (lo <= k0 && k0 < hi ? 0x0000FFFFu : 0u) |
+           (lo <= k0 + 1 && k0 + 1 < hi ? 0xFFFF0000u : 0u);
+}
+
+__device__ __forceinline__ unsigned long long to_fixed(float e)
+{
+    return __float2ull_rn(e * kToFixed);
+}
+
+/* Copies step ci's table (its paro_pair_chunk and indicator fragments). */
+__device__ __forceinline__ void load_table(unsigned char *dst, const PairArgs &a, int ci)
+{
+    const unsigned char *bind = a.bind + (size_t)ci * (4 * 32 * 16);
+    cp_async16(smem_addr(dst + sizeof(paro_pair_chunk) + threadIdx.x * 16), bind + threadIdx.x * 16,
+               16);
+    if (threadIdx.x < sizeof(paro_pair_chunk) / 16)
+        cp_async16(smem_addr(dst + threadIdx.x * 16), a.chunk + (size_t)ci * 64 + threadIdx.x * 16,
+                   16);
+}
+
+/* Thread t < PARO_PAIR_MAX_QB: the staged B tile of the block's t-th B query
+ * block and the step's key block kb_b, to the pass's sums; clears it. */
+__device__ __forceinline__ void flush_stage(const PairArgs &a, unsigned *hi, unsigned *lo,
+                                            unsigned *top, int cta, size_t head_tiles, int kb_b,
+                                            int nk)
+{
+    const int t = threadIdx.x;
+    const unsigned qb = __ldg(a.cta_qb + (size_t)cta * PARO_PAIR_MAX_QB + t);
+    const unsigned long long sum = ((unsigned long long)hi[t] << 24) + lo[t];
+    const size_t at = head_tiles + (size_t)qb * nk + kb_b;
+    if (qb != 0xFFFFu && sum)
+        atomicAdd(a.sum_b + at, sum);
+    if (qb != 0xFFFFu && top[t])
+        atomicMax(a.max_b + at, top[t]);
+    hi[t] = lo[t] = top[t] = 0u;
+}
+
+template <int D, bool SPLIT>
+__global__ void __launch_bounds__(kCtaRows, PARO_PAIR_MIN_BLOCKS) pair_pass_kernel(PairArgs args)
+{
+    static_assert(kCtaRows == PARO_PAIR_CTA_ROWS && kWarpRows == PARO_PAIR_WARP_ROWS,
+                  "the plan's thread block is the kernels'");
+    using Sm = Smem<D, kCtaRows, kChunk, SPLIT>;
+    extern __shared__ __align__(128) unsigned char smem[];
+    __shared__ uint32_t group_qb[kCtaWarps][PARO_PAIR_MAX_ROW_GROUPS];
+    __shared__ int group_slot[kCtaWarps][PARO_PAIR_MAX_ROW_GROUPS];
+    /* B's tiles of the step, by B query block of the thread block: fixed-point
+     * sum (bits 24 and up, low 24 bits) and maximum; two steps' worth, one
+     * filled while the other goes to global memory. */
+    __shared__ unsigned stage_hi[2][PARO_PAIR_MAX_QB], stage_lo[2][PARO_PAIR_MAX_QB],
+        stage_max[2][PARO_PAIR_MAX_QB];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, q = lane & 3;
+    const int cta = blockIdx.x, head = blockIdx.y, n = args.n, nk = args.nk;
+    const size_t head_off = (size_t)head * n * D;
+    const __nv_bfloat16 *qp = args.in.q + head_off, *kp = args.in.k + head_off;
+    const __nv_bfloat16 *q_lo = SPLIT ? args.in.q_lo + head_off : nullptr;
+    const __nv_bfloat16 *k_lo = SPLIT ? args.in.k_lo + head_off : nullptr;
+    const Sm sm(smem_addr(smem));
+    unsigned char *tables = smem + Sm::kBytes;
+    /* A's tiles: the fixed-point sum as two 32-bit counters (shared memory
+     * has no 64-bit atomic add), bits 24 and up and the low 24 bits; the
+     * block adds at most a few hundred cells to a tile, so neither wraps. */
+    unsigned *acc_hi = reinterpret_cast<unsigned *>(tables + 2 * kTableBytes);
+    unsigned *acc_lo = acc_hi + PARO_PAIR_MAX_QA * nk;
+    unsigned *acc_max = acc_lo + PARO_PAIR_MAX_QA * nk;
+    const int32_t *tokens = args.row_token + (size_t)cta * kCtaRows;
+    const uint8_t *info = args.row_info + (size_t)cta * kCtaRows;
+
+    load_listed_rows<D, kCtaRows, kCtaRows>(sm.q, qp, tokens);
+    if (SPLIT)
+        load_listed_rows<D, kCtaRows, kCtaRows>(sm.q_lo, q_lo, tokens);
+    load_rows<D, kChunk, kCtaRows>(sm.k(0), kp, args.perm_b, 0, n);
+    if (SPLIT)
+        load_rows<D, kChunk, kCtaRows>(sm.k_lo(0), k_lo, args.perm_b, 0, n);
+    load_table(tables, args, 0);
+    cp_async_commit();
+    for (int i = threadIdx.x; i < PARO_PAIR_MAX_QA * nk; i += kCtaRows)
+        acc_hi[i] = acc_lo[i] = acc_max[i] = 0u;
+    if (lane < PARO_PAIR_MAX_ROW_GROUPS) {
+        const size_t at = ((size_t)cta * kCtaWarps + warp) * PARO_PAIR_MAX_ROW_GROUPS + lane;
+        group_qb[warp][lane] = __ldg(args.warp_qb + at);
+        group_slot[warp][lane] = __ldg(args.warp_qbslot + at);
+    }
+    if (threadIdx.x < 2 * PARO_PAIR_MAX_QB) {
+        (&stage_hi[0][0])[threadIdx.x] = 0u;
+        (&stage_lo[0][0])[threadIdx.x] = 0u;
+        (&stage_max[0][0])[threadIdx.x] = 0u;
+    }
+
+    /* The thread's rows r = 2 mt + h: p' = 2^(s c + bias), bias = 14 - max +
+     * log2(1 / sum); a slot without a row gets p' = 0. */
+    float bias[4];
+#pragma unroll
+    for (int r = 0; r < 4; r++) {
+        const int token = __ldg(tokens + thread_row(warp, lane, r));
+        bias[r] = -INFINITY;
+        if (token >= 0) {
+            const size_t at = (size_t)head * n + token;
+            bias[r] = kLog2Scale - __ldg(args.row_max + at) + lg2(__ldg(args.row_inv + at));
+        }
+    }
+    /* The thread's two units (rows g and g + 8 of m tile mt) and their row
+     * groups (8: no row). */
+    int ugroup[2];
+#pragma unroll
+    for (int mt = 0; mt < 2; mt++) {
+        const unsigned inf = __ldg(info + warp * kWarpRows + mt * 16 + g);
+        ugroup[mt] = inf == PARO_PAIR_NO_ROW ? PARO_PAIR_MAX_ROW_GROUPS : (int)(inf & 7u);
+    }
+    /* The row-group indicator as mma B fragments: k-step mt covers the
+     * warp's rows 16 mt + k, column g is row group g; counted rows only. */
+    uint32_t rind[2][2];
+#pragma unroll
+    for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+        for (int r2 = 0; r2 < 2; r2++) {
+            uint32_t bits = 0;
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                const unsigned inf = __ldg(info + warp * kWarpRows + mt * 16 + 2 * q + 8 * r2 + e);
+                if (inf != PARO_PAIR_NO_ROW && (inf & 7u) == (unsigned)g && (inf & PARO_PAIR_COUNTED))
+                    bits |= PARO_PAIR_ROW_ONE << (16 * e);
+            }
+            rind[mt][r2] = bits;
+        }
+    const int qa0 = (int)__ldg(args.cta_qa0 + cta);
+    const size_t head_tiles = (size_t)head * args.tiles;
+    cp_async_wait<0>();
+    __syncthreads();
+    /* Where each unit's maxima go: its row of A's tiles in acc_max, its B
+     * query block's slot in the staging; -1 for a unit without rows. */
+    int a_row[2], b_slot[2];
+#pragma unroll
+    for (int mt = 0; mt < 2; mt++) {
+        const bool valid = ugroup[mt] < PARO_PAIR_MAX_ROW_GROUPS;
+        a_row[mt] = valid ? ((int)(group_qb[warp][ugroup[mt]] & 0xFFFFu) - qa0) * nk : -1;
+        b_slot[mt] = valid ? group_slot[warp][ugroup[mt]] : -1;
+    }
+    int kb_b_prev = 0;
+    QFrags<D, SPLIT> qf;
+    qf.load(sm.q, warp, lane);
+    const float c = args.c;
+
+    for (int ci = 0; ci < args.n_chunks; ci++) {
+        /* One barrier a step: after it, step ci's keys and table are in
+         * shared memory and every warp is done with step ci - 1, whose
+         * buffers the next loads reuse. */
+        if (ci > 0) {
+            cp_async_wait<0>();
+            __syncthreads();
+            if (threadIdx.x < PARO_PAIR_MAX_QB)
+                flush_stage(args, stage_hi[(ci - 1) & 1], stage_lo[(ci - 1) & 1],
+                            stage_max[(ci - 1) & 1], cta, head_tiles, kb_b_prev, nk);
+        }
+        if (ci + 1 < args.n_chunks) {
+            load_rows<D, kChunk, kCtaRows>(sm.k(ci + 1), kp, args.perm_b, (ci + 1) * kChunk, n);
+            if (SPLIT)
+                load_rows<D, kChunk, kCtaRows>(sm.k_lo(ci + 1), k_lo, args.perm_b,
+                                               (ci + 1) * kChunk, n);
+            load_table(tables + ((ci + 1) & 1) * kTableBytes, args, ci + 1);
+            cp_async_commit();
+        }
+        const unsigned char *table = tables + (ci & 1) * kTableBytes;
+        const paro_pair_chunk *ch = reinterpret_cast<const paro_pair_chunk *>(table);
+        const uint4 *bind = reinterpret_cast<const uint4 *>(table + sizeof(paro_pair_chunk));
+        const int n_groups = ch->n_groups, kb_b = ch->kb_b, buf = ci & 1;
+        kb_b_prev = kb_b;
+
+        float dsum[2][2][4]; /* D for the row tiles (mt, h): key group x row */
+#pragma unroll
+        for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+            for (int h = 0; h < 2; h++)
+                dsum[mt][h][0] = dsum[mt][h][1] = dsum[mt][h][2] = dsum[mt][h][3] = 0.f;
+        uint32_t cur[2] = {0u, 0u}; /* running maxima of the open key group */
+        uint32_t step_top = 0u;     /* the units' maxima over the step (f16 pair) */
+        int gi = 0, seg_lo = 0, next_cut = n_groups > 1 ? ch->cut[0] : kChunk;
+
+        /* Closes key group gi: each unit's maximum over its quad's keys of
+         * the group (the four lanes of a quad hold the same rows), one f16
+         * each, unit 0 in the lower half; the quad's first lane adds it to
+         * A's tile.  atomicMax: the same result in any order. */
+        auto flush = [&](uint32_t v0, uint32_t v1) {
+            uint32_t both = max_f16x2(__byte_perm(v0, v1, 0x5410), __byte_perm(v0, v1, 0x7632));
+            both = max_f16x2(both, __shfl_xor_sync(0xffffffffu, both, 1));
+            both = max_f16x2(both, __shfl_xor_sync(0xffffffffu, both, 2));
+            step_top = max_f16x2(step_top, both);
+            if (q == 0) {
+                const int kb = ch->kb_a[gi];
+                if (a_row[0] >= 0)
+                    atomicMax(acc_max + a_row[0] + kb, both & 0xFFFFu);
+                if (a_row[1] >= 0)
+                    atomicMax(acc_max + a_row[1] + kb, both >> 16);
+            }
+        };
+
+#pragma unroll
+        for (int sub = 0; sub < kChunk / kSub; sub++) {
+            float s[2][kSub / 8][4];
+            warp_scores<D, SPLIT, kSub>(s, qf, sm.q, sm.q_lo, sm.k(ci), sm.k_lo(ci), sub * kSub,
+                                        warp, lane);
+            mask_keys<kSub>(s, ci * kChunk + sub * kSub, lane, n);
+            uint32_t pp[2][kSub / 8][2]; /* p' of rows (mt, h), keys 8t + 2q and + 1 */
+#pragma unroll
+            for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+                for (int t = 0; t < kSub / 8; t++)
+#pragma unroll
+                    for (int h = 0; h < 2; h++)
+                        pp[mt][t][h] = pack_f16(ex2(fmaf(s[mt][t][2 * h], c, bias[2 * mt + h])),
+                                                ex2(fmaf(s[mt][t][2 * h + 1], c, bias[2 * mt + h])));
+            /* Sums: D += indicator^T x p'^T over the sub-step's k-steps. */
+#pragma unroll
+            for (int jj = 0; jj < kSub / 16; jj++) {
+                const uint4 a4 = bind[(sub * (kSub / 16) + jj) * 32 + lane];
+                const uint32_t a[4] = {a4.x, a4.y, a4.z, a4.w};
+#pragma unroll
+                for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+                    for (int h = 0; h < 2; h++)
+                        mma_f16(dsum[mt][h], a, pp[mt][2 * jj][h], pp[mt][2 * jj + 1][h]);
+            }
+            /* Maxima: unit by unit, key group by key group. */
+#pragma unroll
+            for (int t = 0; t < kSub / 8; t++) {
+                const int tile = sub * (kSub / 8) + t, t_end = 8 * tile + 8, k0 = 8 * tile + 2 * q;
+                const uint32_t u0 = max_f16x2(pp[0][t][0], pp[0][t][1]);
+                const uint32_t u1 = max_f16x2(pp[1][t][0], pp[1][t][1]);
+                if (next_cut >= t_end) { /* the same for every lane */
+                    cur[0] = max_f16x2(cur[0], u0);
+                    cur[1] = max_f16x2(cur[1], u1);
+                } else {
+                    do {
+                        const uint32_t m = keys_in(seg_lo, next_cut, k0);
+                        flush(max_f16x2(cur[0], u0 & m), max_f16x2(cur[1], u1 & m));
+                        cur[0] = cur[1] = 0u; /* a second boundary in this tile starts afresh */
+                        seg_lo = next_cut;
+                        gi++;
+                        next_cut = gi < n_groups - 1 ? ch->cut[gi] : kChunk;
+                    } while (next_cut < t_end);
+                    const uint32_t m = keys_in(seg_lo, t_end, k0);
+                    cur[0] = u0 & m;
+                    cur[1] = u1 & m;
+                }
+            }
+        }
+        flush(cur[0], cur[1]);
+        /* B: the step is inside one key block; each unit's maximum goes to
+         * its B query block's staged tile. */
+        if (q == 0) {
+            if (b_slot[0] >= 0)
+                atomicMax(&stage_max[buf][b_slot[0]], step_top & 0xFFFFu);
+            if (b_slot[1] >= 0)
+                atomicMax(&stage_max[buf][b_slot[1]], step_top >> 16);
+        }
+
+        /* Sums: E = D x row indicator: E[key group][row group]. */
+        float e[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+        for (int mt = 0; mt < 2; mt++) {
+            const uint32_t a[4] = {pack_f16(dsum[mt][0][0], dsum[mt][0][1]),
+                                   pack_f16(dsum[mt][0][2], dsum[mt][0][3]),
+                                   pack_f16(dsum[mt][1][0], dsum[mt][1][1]),
+                                   pack_f16(dsum[mt][1][2], dsum[mt][1][3])};
+            mma_f16(e, a, rind[mt][0], rind[mt][1]);
+        }
+        /* e[i]: key group g + 8 (i >> 1), row group 2q + (i & 1).  A: its
+         * cell's tile, in shared memory (groups 8.. only when the step has
+         * them: the same for the whole warp). */
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            if (i >= 2 && n_groups <= 8)
+                break;
+            const int m = g + 8 * (i >> 1);
+            const uint32_t qab = group_qb[warp][2 * q + (i & 1)];
+            if (m < n_groups && qab != PARO_PAIR_NO_GROUP && e[i] > 0.f) {
+                const unsigned long long v = to_fixed(e[i]);
+                const int at = ((int)(qab & 0xFFFFu) - qa0) * nk + ch->kb_a[m];
+                atomicAdd(acc_hi + at, (unsigned)(v >> 24));
+                atomicAdd(acc_lo + at, (unsigned)(v & 0xFFFFFFu));
+            }
+        }
+        /* B: a row group's sum over the step's key groups. */
+        float b0 = e[0] + e[2], b1 = e[1] + e[3];
+#pragma unroll
+        for (int off = 4; off < 32; off <<= 1) {
+            b0 += __shfl_xor_sync(0xffffffffu, b0, off);
+            b1 += __shfl_xor_sync(0xffffffffu, b1, off);
+        }
+        if (g == 0) {
+#pragma unroll
+            for (int i = 0; i < 2; i++) {
+                const uint32_t qab = group_qb[warp][2 * q + i];
+                const float v = i ? b1 : b0;
+                if (qab != PARO_PAIR_NO_GROUP && v > 0.f) {
+                    const unsigned long long f = to_fixed(v);
+                    const int slot = group_slot[warp][2 * q + i];
+                    atomicAdd(&stage_hi[buf][slot], (unsigned)(f >> 24));
+                    atomicAdd(&stage_lo[buf][slot], (unsigned)(f & 0xFFFFFFu));
+                }
+            }
+        }
+    }
+    __syncthreads();
+    if (threadIdx.x < PARO_PAIR_MAX_QB)
+        flush_stage(args, stage_hi[(args.n_chunks - 1) & 1], stage_lo[(args.n_chunks - 1) & 1],
+                    stage_max[(args.n_chunks - 1) & 1], cta, head_tiles, kb_b_prev, nk);
+    /* The block's share of A's tiles. */
+    for (int i = threadIdx.x; i < PARO_PAIR_MAX_QA * nk; i += kCtaRows) {
+        const int qa = qa0 + i / nk;
+        if (qa >= args.nq)
+            break;
+        const size_t at = head_tiles + (size_t)qa * nk + i % nk;
+        const unsigned long long sum = ((unsigned long long)acc_hi[i] << 24) + acc_lo[i];
+        if (sum)
+            atomicAdd(args.sum_a + at, sum);
+        if (acc_max[i])
+            atomicMax(args.max_a + at, acc_max[i]);
+    }
+}
+
+/* Adds the pass's fixed-point sums and f16 maxima to the layer's sums and
+ * clears them for the next pass. */
+__global__ void pair_finish_kernel(PairSums s, float *mass, float *peak, int heads, int n_slots,
+                                   int tiles, int slot_a, int slot_b)
+{
+    const size_t total = (size_t)heads * tiles;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
+         i += (size_t)gridDim.x * blockDim.x) {
+        const size_t head = i / tiles, tile = i % tiles;
+        const size_t at_a = (head * n_slots + slot_a) * tiles + tile;
+        const size_t at_b = (head * n_slots + slot_b) * tiles + tile;
+        mass[at_a] += (float)((double)s.sum_a[i] * 0x1p-40);
+        mass[at_b] += (float)((double)s.sum_b[i] * 0x1p-40);
+        peak[at_a] += __half2float(__ushort_as_half((unsigned short)s.max_a[i])) * 0x1p-14f;
+        peak[at_b] += __half2float(__ushort_as_half((unsigned short)s.max_b[i])) * 0x1p-14f;
+        s.sum_a[i] = s.sum_b[i] = 0;
+        s.max_a[i] = s.max_b[i] = 0;
+    }
+}
+
+typedef void (*pair_kernel_fn)(PairArgs);
+
+template <int D> pair_kernel_fn pick_split(bool split)
+{
+    return split ? pair_pass_kernel<D, true> : pair_pass_kernel<D, false>;
+}
+
+pair_kernel_fn pick(int d, bool split)
+{
+    return d == 32 ? pick_split<32>(split) : d == 64 ? pick_split<64>(split) : pick_split<128>(split);
+}
+
+size_t base_bytes(int d, bool split)
+{
+    if (d == 32)
+        return split ? Smem<32, kCtaRows, kChunk, true>::kBytes : Smem<32, kCtaRows, kChunk, false>::kBytes;
+    if (d == 64)
+        return split ? Smem<64, kCtaRows, kChunk, true>::kBytes : Smem<64, kCtaRows, kChunk, false>::kBytes;
+    return split ? Smem<128, kCtaRows, kChunk, true>::kBytes : Smem<128, kCtaRows, kChunk, false>::kBytes;
+}
+
+} // namespace
+
+size_t paro_pair_smem_bytes(int d, bool split, int nk)
+{
+    return base_bytes(d, split) + 2 * kTableBytes + (size_t)PARO_PAIR_MAX_QA * nk * 3 * sizeof(unsigned);
+}
+
+cudaError_t paro_pair_prepare(int d, int nk)
+{
+    for (int split = 0; split < 2; split++) {
+        cudaError_t err = cudaFuncSetAttribute(pick(d, split != 0),
+                                               cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                               (int)paro_pair_smem_bytes(d, split != 0, nk));
+        if (err != cudaSuccess)
+            return err;
+    }
+    return cudaSuccess;
+}
+
+cudaError_t paro_pair_run(const PairLaunch &l, const PairTables &t, const PairSums &s, bool split,
+                          cudaStream_t stream)
+{
+    PairArgs a;
+    a.in = {static_cast<const __nv_bfloat16 *>(l.q), static_cast<const __nv_bfloat16 *>(l.k),
+            static_cast<const __nv_bfloat16 *>(l.q_lo), static_cast<const __nv_bfloat16 *>(l.k_lo)};
+    a.n = l.n;
+    a.nq = l.nq;
+    a.nk = l.nk;
+    a.tiles = l.nq * l.nk;
+    a.n_chunks = (int)t.n_chunks;
+    a.c = l.c;
+    a.row_max = l.row_max;
+    a.row_inv = l.row_inv;
+    a.row_token = t.row_token;
+    a.row_info = t.row_info;
+    a.warp_qb = t.warp_qb;
+    a.cta_qa0 = t.cta_qa0;
+    a.cta_qb = t.cta_qb;
+    a.warp_qbslot = t.warp_qbslot;
+    a.perm_b = t.perm_b;
+    a.chunk = reinterpret_cast<const unsigned char *>(t.chunk);
+    a.bind = reinterpret_cast<const unsigned char *>(t.bind);
+    a.sum_a = s.sum_a;
+    a.sum_b = s.sum_b;
+    a.max_a = s.max_a;
+    a.max_b = s.max_b;
+    dim3 grid(t.n_ctas, (unsigned)l.heads);
+    pick(l.d, split)<<<grid, kCtaRows, paro_pair_smem_bytes(l.d, split, l.nk), stream>>>(a);
+    cudaError_t err = cudaGetLastError();
+    if (err != cudaSuccess)
+        return err;
+    const size_t total = (size_t)l.heads * a.tiles;
+    const unsigned blocks = (unsigned)((total + 255) / 256 < 4096 ? (total + 255) / 256 : 4096);
+    pair_finish_kernel<<<blocks, 256, 0, stream>>>(s, l.mass, l.peak, l.heads, l.n_slots, a.tiles,
+                                                   t.slot_a, t.slot_b);
+    return cudaGetLastError();
+}
