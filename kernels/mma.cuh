@@ -52,14 +52,19 @@ __device__ __forceinline__ void ldmatrix_x4(uint32_t addr, uint32_t (&r)[4])
                  : "r"(addr));
 }
 
-__device__ __forceinline__ void mma_bf16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
-                                         uint32_t b1)
-{
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-                 "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
+/* C += A B, m16n8k16, f32 accumulators; bf16 or f16 operands. */
+#define PARO_MMA_16816(name, type)                                                               \
+    __device__ __forceinline__ void name(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,    \
+                                         uint32_t b1)                                            \
+    {                                                                                            \
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32." type "." type ".f32 "              \
+                     "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"                   \
+                     : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])                             \
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));              \
+    }
+PARO_MMA_16816(mma_bf16, "bf16")
+PARO_MMA_16816(mma_f16, "f16")
+#undef PARO_MMA_16816
 
 __device__ __forceinline__ float ex2(float x)
 {

@@ -121,14 +121,28 @@ __global__ void __launch_bounds__(kCtaRows, 4) row_stats_kernel(RowArgs args)
         float s[2][BK / 8][4];
         warp_scores<D, SPLIT, BK>(s, qf, sm.q, sm.q_lo, sm.k(b), sm.k_lo(b), 0, warp, lane);
         mask_keys<BK>(s, b * BK, lane, n);
+        /* The row slot's largest s c over this step (c > 0: the largest s
+         * gives the largest s c), and its sum of 2^(s c - m). */
+        auto step_top = [&](int r) {
+            float top = -INFINITY;
+#pragma unroll
+            for (int t = 0; t < BK / 8; t++)
+                top = fmaxf(top, fmaxf(s[r >> 1][t][2 * (r & 1)], s[r >> 1][t][2 * (r & 1) + 1]));
+            return quad_max(top) * c;
+        };
+        auto step_sum = [&](int r, float m_row) {
+            float u = 0.f;
+#pragma unroll
+            for (int t = 0; t < BK / 8; t++)
+#pragma unroll
+                for (int e = 0; e < 2; e++)
+                    u += ex2(fmaf(s[r >> 1][t][2 * (r & 1) + e], c, -m_row));
+            return u;
+        };
         if (b == 0) {
 #pragma unroll
             for (int r = 0; r < 4; r++) {
-                float top = -INFINITY;
-#pragma unroll
-                for (int t = 0; t < BK / 8; t++)
-                    top = fmaxf(top, fmaxf(s[r >> 1][t][2 * (r & 1)], s[r >> 1][t][2 * (r & 1) + 1]));
-                m[r] = quad_max(top) * c; /* c > 0: the largest s gives the largest s c */
+                m[r] = step_top(r);
                 l[r] = 0.f;
             }
         }
@@ -136,29 +150,15 @@ __global__ void __launch_bounds__(kCtaRows, 4) row_stats_kernel(RowArgs args)
         bool big = false;
 #pragma unroll
         for (int r = 0; r < 4; r++) {
-            u[r] = 0.f;
-#pragma unroll
-            for (int t = 0; t < BK / 8; t++)
-#pragma unroll
-                for (int e = 0; e < 2; e++)
-                    u[r] += ex2(fmaf(s[r >> 1][t][2 * (r & 1) + e], c, -m[r]));
+            u[r] = step_sum(r, m[r]);
             big |= !(u[r] < 0x1p64f); /* also inf */
         }
         if (__any_sync(0xffffffffu, big)) { /* warp-uniform: the shuffles see every lane */
 #pragma unroll
             for (int r = 0; r < 4; r++) {
-                float top = -INFINITY;
-#pragma unroll
-                for (int t = 0; t < BK / 8; t++)
-                    top = fmaxf(top, fmaxf(s[r >> 1][t][2 * (r & 1)], s[r >> 1][t][2 * (r & 1) + 1]));
-                const float m_new = fmaxf(m[r], quad_max(top) * c);
+                const float m_new = fmaxf(m[r], step_top(r));
                 l[r] *= ex2(m[r] - m_new);
-                u[r] = 0.f;
-#pragma unroll
-                for (int t = 0; t < BK / 8; t++)
-#pragma unroll
-                    for (int e = 0; e < 2; e++)
-                        u[r] += ex2(fmaf(s[r >> 1][t][2 * (r & 1) + e], c, -m_new));
+                u[r] = step_sum(r, m_new);
                 m[r] = m_new;
             }
         }
