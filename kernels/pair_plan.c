@@ -230,10 +230,9 @@ double paro_pair_plan_cost(const paro_pair_plan *p)
 int paro_pair_choose(const uint32_t *perms, uint32_t n_slots, uint32_t n, uint32_t block_q,
                      uint32_t block_k, int pairs[][2], int *singles, int *n_singles)
 {
-    enum { MAX_SLOTS = 6 };
-    double cost[MAX_SLOTS][MAX_SLOTS];
-    for (uint32_t a = 0; a < n_slots && a < MAX_SLOTS; a++)
-        for (uint32_t b = 0; b < n_slots && b < MAX_SLOTS; b++) {
+    double cost[PARO_PAIR_MAX_SLOTS][PARO_PAIR_MAX_SLOTS];
+    for (uint32_t a = 0; a < n_slots && a < PARO_PAIR_MAX_SLOTS; a++)
+        for (uint32_t b = 0; b < n_slots && b < PARO_PAIR_MAX_SLOTS; b++) {
             cost[a][b] = 1e30;
             if (a == b)
                 continue;
@@ -244,12 +243,12 @@ int paro_pair_choose(const uint32_t *perms, uint32_t n_slots, uint32_t n, uint32
                 paro_pair_plan_free(&plan);
             }
         }
-    int taken[MAX_SLOTS] = {0}, n_pairs = 0;
+    int taken[PARO_PAIR_MAX_SLOTS] = {0}, n_pairs = 0;
     for (;;) {
         int best_a = -1, best_b = -1;
         double best = 2.0; /* two single passes */
-        for (uint32_t a = 0; a < n_slots && a < MAX_SLOTS; a++)
-            for (uint32_t b = 0; b < n_slots && b < MAX_SLOTS; b++)
+        for (uint32_t a = 0; a < n_slots && a < PARO_PAIR_MAX_SLOTS; a++)
+            for (uint32_t b = 0; b < n_slots && b < PARO_PAIR_MAX_SLOTS; b++)
                 if (!taken[a] && !taken[b] && cost[a][b] < best) {
                     best = cost[a][b];
                     best_a = (int)a;
@@ -264,7 +263,7 @@ int paro_pair_choose(const uint32_t *perms, uint32_t n_slots, uint32_t n, uint32
     }
     *n_singles = 0;
     for (uint32_t s = 0; s < n_slots; s++)
-        if (s >= MAX_SLOTS || !taken[s])
+        if (s >= PARO_PAIR_MAX_SLOTS || !taken[s])
             singles[(*n_singles)++] = (int)s;
     return n_pairs;
 }

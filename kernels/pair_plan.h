@@ -41,6 +41,7 @@ extern "C" {
 #define PARO_PAIR_MAX_QA 4          /* A query blocks per thread block */
 #define PARO_PAIR_MAX_NK 1024       /* A's row of tiles is kept in shared memory */
 #define PARO_PAIR_MAX_QB 32         /* distinct B query blocks in a thread block */
+#define PARO_PAIR_MAX_SLOTS 6       /* distinct orders paro_pair_choose looks at */
 
 /* row_info: the row group (0..7), PARO_PAIR_COUNTED for the first copy of a
  * token, or PARO_PAIR_NO_ROW for a slot past the last row. */
@@ -102,9 +103,10 @@ void paro_pair_plan_free(paro_pair_plan *p);
  * (kernels/README.md); a pair is worth taking below 2. */
 double paro_pair_plan_cost(const paro_pair_plan *p);
 
-/* Which distinct orders to take in pairs.  perms: [n_slots][n].  Fills
- * pairs[k][0] (rows, A) and pairs[k][1] (keys, B) and returns the number of
- * pairs; the slots in no pair go into singles (*n_singles of them).  A pair
+/* Which distinct orders to take in pairs.  perms: [n_slots][n], n_slots at
+ * most PARO_PAIR_MAX_SLOTS.  Fills pairs[k][0] (rows, A) and pairs[k][1]
+ * (keys, B) and returns the number of pairs; the slots in no pair go into
+ * singles (*n_singles of them).  A pair
  * is taken when its plan builds and costs less than two single passes;
  * pairs with the lowest cost go first. */
 int paro_pair_choose(const uint32_t *perms, uint32_t n_slots, uint32_t n, uint32_t block_q,

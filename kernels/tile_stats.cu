@@ -585,9 +585,6 @@ Kernels pick_kernels(int d, int bq, int bk, bool split)
 
 /* ---- the context ------------------------------------------------------------ */
 
-#define PARO_N_SLOTS_MAX 6 /* distinct orders */
-#define PARO_N_PAIRS_MAX 3
-
 /* A layer's sums live in one of two accumulator sets, so that the next
  * layer's samples can be computed while the previous one is downloaded and
  * scored (paro_cuda_layer_seal). */
@@ -624,9 +621,9 @@ struct paro_cuda_ctx {
     /* PARO_CUDA_PAIRS: the pairs of orders swept together, the orders left
      * over, and the pair pass's integer sums (one set, cleared by each
      * pass's finish). */
-    PairTables pairs[PARO_N_PAIRS_MAX];
+    PairTables pairs[PARO_PAIR_MAX_SLOTS / 2];
     int n_pairs;
-    int singles[PARO_N_SLOTS_MAX], n_singles;
+    int singles[PARO_PAIR_MAX_SLOTS], n_singles;
     PairSums pair_sums;
     acc_set acc[2];
     int open;                /* acc set taking samples, -1 when none */
@@ -755,7 +752,7 @@ static paro_err upload_table(paro_cuda_ctx *ctx, void **dst, const void *src, si
  * the pair pass's sums.  Needs ctx->perms on the device. */
 static paro_err open_pairs(paro_cuda_ctx *ctx, const paro_cuda_geometry *g, paro_errinfo *ei)
 {
-    int chosen[PARO_N_PAIRS_MAX][2];
+    int chosen[PARO_PAIR_MAX_SLOTS / 2][2];
     const int found = paro_pair_choose(g->perms, g->n_slots, g->n_tokens, g->block_q, g->block_k,
                                        chosen, ctx->singles, &ctx->n_singles);
     paro_err rc = PARO_OK;
