@@ -481,7 +481,7 @@ int cmd_calibrate(int argc, char **argv)
     paro_err err = paro_calibrate(m, &cfg, &plan, &ei);
     cli_progress_end(&ps.bar);
     if (!err)
-        err = paro_plan_write(plan, out_path, &ei);
+        err = paro_plan_write(plan, out_path, cfg.threads, &ei);
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
     /* A journal that holds no finished layer is removed, so that a run that

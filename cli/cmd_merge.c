@@ -3,6 +3,7 @@
 #include <stdlib.h>   /* calloc, free */
 #include <string.h>   /* strcmp */
 #include <sys/stat.h> /* stat */
+#include <unistd.h>   /* sysconf */
 
 #include "cli.h"
 #include "plan.h" /* paro_plan_read, paro_plan_merge_named, paro_plan_write */
@@ -59,7 +60,8 @@ int cmd_merge(int argc, char **argv)
         paro_plan_merge_named((const paro_plan *const *)parts, (const char *const *)argv + optind,
                               n, &merged, &ei))
         rc = cli_fail(&ei);
-    if (rc == EXIT_OK && paro_plan_write(merged, out, &ei))
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    if (rc == EXIT_OK && paro_plan_write(merged, out, cores > 0 ? (int)cores : 1, &ei))
         rc = cli_fail(&ei);
     if (rc == EXIT_OK) {
         struct stat st;

@@ -164,8 +164,9 @@ static inline double *paro_plan_scores_at(const paro_plan *p, uint32_t l, uint32
     return p->scores + (((size_t)l * p->heads + h) * p->n_orders + o) * PARO_N_SCORES;
 }
 
-/* Writes p to path atomically. */
-paro_err paro_plan_write(const paro_plan *p, const char *path, paro_errinfo *ei);
+/* Writes p to path atomically, compressing its sections on up to `threads`
+ * threads (the bytes do not depend on how many). */
+paro_err paro_plan_write(const paro_plan *p, const char *path, int threads, paro_errinfo *ei);
 /* Serialises p into a malloc'ed buffer (what paro_plan_write writes). */
 paro_err paro_plan_serialize(const paro_plan *p, uint8_t **buf, size_t *len,
                              paro_errinfo *ei);

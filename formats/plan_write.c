@@ -10,12 +10,17 @@
 #include <zlib.h>        /* compress2, compressBound, crc32_z */
 
 #include "atomic_file.h" /* paro_atomic_write_file */
+#include "parallel.h"    /* paro_parallel_for */
 
 typedef struct out_section {
     uint32_t type, flags, codec, index;
     const uint8_t *data; /* stored bytes */
     uint64_t stored, raw;
     void *owned; /* freed at the end (may be data) */
+    /* a section to deflate: its raw bytes, and whether that failed */
+    const uint8_t *raw_data;
+    void *raw_owned; /* freed at the end (may be raw_data) */
+    int failed;
 } out_section;
 
 static uint64_t align64(uint64_t x)
@@ -37,22 +42,33 @@ static uint8_t *encode_f64(const double *v, uint64_t n)
     return b;
 }
 
-/* zlib stream of raw[0..n) at level 9 into s; 0 or -1 when out of memory. */
-static int deflate_into(out_section *s, const uint8_t *raw, uint64_t n)
+/* Marks s to be stored as a zlib stream (level 9) of raw[0..n). */
+static void to_deflate(out_section *s, const uint8_t *raw, uint64_t n, void *owned)
 {
-    uLongf cap = compressBound((uLong)n);
-    uint8_t *z = malloc(cap);
-    if (!z)
-        return -1;
-    if (compress2(z, &cap, raw, (uLong)n, 9) != Z_OK) {
-        free(z);
-        return -1;
-    }
     s->codec = PARO_CODEC_ZLIB;
+    s->raw_data = raw;
+    s->raw_owned = owned;
+    s->raw = n;
+}
+
+/* Each section is its own zlib stream, so they are deflated on any number of
+ * threads and the bytes are the same (level 9 is what takes a plan's time:
+ * masks of a large model are megabytes of nearly random bits). */
+static void deflate_section(void *ctx, uint32_t i, int worker)
+{
+    out_section *s = (out_section *)ctx + i;
+    (void)worker;
+    if (s->codec != PARO_CODEC_ZLIB)
+        return;
+    uLongf cap = compressBound((uLong)s->raw);
+    uint8_t *z = malloc(cap);
+    if (!z || compress2(z, &cap, s->raw_data, (uLong)s->raw, 9) != Z_OK) {
+        free(z);
+        s->failed = 1;
+        return;
+    }
     s->data = s->owned = z;
     s->stored = cap;
-    s->raw = n;
-    return 0;
 }
 
 static void plain(out_section *s, const void *data, uint64_t n, void *owned)
@@ -63,8 +79,8 @@ static void plain(out_section *s, const void *data, uint64_t n, void *owned)
     s->stored = s->raw = n;
 }
 
-static paro_err serialize(const paro_plan *p, const char *name, uint8_t **buf, size_t *len,
-                          paro_errinfo *ei)
+static paro_err serialize(const paro_plan *p, const char *name, int threads, uint8_t **buf,
+                          size_t *len, paro_errinfo *ei)
 {
     *buf = NULL;
     *len = 0;
@@ -104,9 +120,8 @@ static paro_err serialize(const paro_plan *p, const char *name, uint8_t **buf, s
     const uint32_t n_sec = (uint32_t)sections;
     out_section *sec = calloc(n_sec, sizeof *sec);
     uint32_t *perm = malloc(sz.perm ? (size_t)sz.perm : 1);
-    uint8_t *perm_le = malloc(sz.perm ? (size_t)sz.perm : 1);
     paro_err err = PARO_OK;
-    if (!sec || !perm || !perm_le) {
+    if (!sec || !perm) {
         err = paro_error(ei, PARO_ERR_NOMEM, name, PARO_NO_OFFSET, "out of memory");
         goto done;
     }
@@ -148,32 +163,34 @@ static paro_err serialize(const paro_plan *p, const char *name, uint8_t **buf, s
     /* PERM per order, MASKS per layer, TILEMASS per layer */
     uint32_t k = 5;
     for (uint32_t o = 0; o < p->n_orders; o++, k++) {
+        uint8_t *perm_le = malloc(sz.perm ? (size_t)sz.perm : 1);
+        if (!perm_le) {
+            err = paro_error(ei, PARO_ERR_NOMEM, name, PARO_NO_OFFSET, "out of memory");
+            goto done;
+        }
         paro_plan_axes_perm(p, p->orders[o].name, perm);
         for (uint32_t i = 0; i < p->n_tokens; i++)
             paro_wr32(perm_le + 4 * (size_t)i, perm[i]);
         sec[k].type = PARO_SEC_PERM;
         sec[k].index = o;
-        if (deflate_into(&sec[k], perm_le, sz.perm) < 0) {
-            err = paro_error(ei, PARO_ERR_NOMEM, name, PARO_NO_OFFSET, "out of memory");
-            goto done;
-        }
+        to_deflate(&sec[k], perm_le, sz.perm, perm_le);
     }
     for (uint32_t l = 0; l < p->n_layers; l++, k++) {
         sec[k].type = PARO_SEC_MASKS;
         sec[k].index = p->layers[l];
-        if (deflate_into(&sec[k], p->masks[l], sz.mask) < 0) {
-            err = paro_error(ei, PARO_ERR_NOMEM, name, PARO_NO_OFFSET, "out of memory");
-            goto done;
-        }
+        to_deflate(&sec[k], p->masks[l], sz.mask, NULL);
     }
     for (uint32_t l = 0; p->with_tile_mass && l < p->n_layers; l++, k++) {
         sec[k].type = PARO_SEC_TILEMASS;
         sec[k].index = p->layers[l];
-        if (deflate_into(&sec[k], p->tile_mass[l], sz.tile_mass) < 0) {
+        to_deflate(&sec[k], p->tile_mass[l], sz.tile_mass, NULL);
+    }
+    paro_parallel_for(threads, n_sec, deflate_section, sec);
+    for (uint32_t i = 0; i < n_sec; i++)
+        if (sec[i].failed) {
             err = paro_error(ei, PARO_ERR_NOMEM, name, PARO_NO_OFFSET, "out of memory");
             goto done;
         }
-    }
 
     /* layout */
     const uint64_t table_off = PARO_PLAN_HEADER_SIZE;
@@ -232,24 +249,25 @@ static paro_err serialize(const paro_plan *p, const char *name, uint8_t **buf, s
 
 done:
     if (sec)
-        for (uint32_t i = 0; i < n_sec; i++)
+        for (uint32_t i = 0; i < n_sec; i++) {
             free(sec[i].owned);
+            free(sec[i].raw_owned);
+        }
     free(sec);
     free(perm);
-    free(perm_le);
     return err;
 }
 
 paro_err paro_plan_serialize(const paro_plan *p, uint8_t **buf, size_t *len, paro_errinfo *ei)
 {
-    return serialize(p, NULL, buf, len, ei);
+    return serialize(p, NULL, 1, buf, len, ei);
 }
 
-paro_err paro_plan_write(const paro_plan *p, const char *path, paro_errinfo *ei)
+paro_err paro_plan_write(const paro_plan *p, const char *path, int threads, paro_errinfo *ei)
 {
     uint8_t *buf;
     size_t len;
-    paro_err err = serialize(p, path, &buf, &len, ei);
+    paro_err err = serialize(p, path, threads, &buf, &len, ei);
     if (err != PARO_OK)
         return err;
     err = paro_atomic_write_file(path, buf, len, ei);

@@ -621,7 +621,7 @@ START_TEST(test_file_roundtrip)
     paro_plan *p = make_plan(7, 0), *q = NULL;
     paro_errinfo ei;
     paro_errinfo_clear(&ei);
-    ck_assert_int_eq(paro_plan_write(p, path, &ei), PARO_OK);
+    ck_assert_int_eq(paro_plan_write(p, path, 1, &ei), PARO_OK);
     ck_assert_int_eq(paro_plan_read(path, &q, &ei), PARO_OK);
     plans_equal(p, q);
     size_t n, len;
@@ -629,6 +629,15 @@ START_TEST(test_file_roundtrip)
     uint8_t *buf = serialize(p, &len);
     ck_assert_uint_eq(n, len);
     ck_assert_mem_eq(file, buf, n);
+    /* sections deflated on several threads: the same bytes */
+    char *path4 = tu_path(dir, "model4.paro");
+    ck_assert_int_eq(paro_plan_write(p, path4, 4, &ei), PARO_OK);
+    size_t n4;
+    unsigned char *file4 = tu_read_file(path4, &n4);
+    ck_assert_uint_eq(n4, n);
+    ck_assert_mem_eq(file4, file, n);
+    free(file4);
+    free(path4);
     /* a corrupt file names the path and the offset */
     file[n - 1] ^= 1;
     tu_write_file(path, file, n);
@@ -1495,7 +1504,7 @@ START_TEST(test_writer_refuses)
     char *path = tu_path(dir, "x.paro");
     p->recall[0] = -0.5;
     paro_errinfo_clear(&ei);
-    ck_assert_int_eq(paro_plan_write(p, path, &ei), PARO_ERR_INTERNAL);
+    ck_assert_int_eq(paro_plan_write(p, path, 1, &ei), PARO_ERR_INTERNAL);
     ck_assert_int_eq(tu_exists(path), 0);
     p->recall[0] = 0.5;
 
@@ -1519,12 +1528,12 @@ START_TEST(test_writer_refuses_non_files)
     char *dir = tu_mkdtemp();
     paro_errinfo ei;
     paro_errinfo_clear(&ei);
-    ck_assert_int_eq(paro_plan_write(p, dir, &ei), PARO_ERR_IO);
+    ck_assert_int_eq(paro_plan_write(p, dir, 2, &ei), PARO_ERR_IO);
     ck_assert_ptr_nonnull(strstr(ei.msg, "is a folder"));
     char *fifo = tu_path(dir, "fifo.paro");
     ck_assert_int_eq(mkfifo(fifo, 0600), 0);
     paro_errinfo_clear(&ei);
-    ck_assert_int_eq(paro_plan_write(p, fifo, &ei), PARO_ERR_IO);
+    ck_assert_int_eq(paro_plan_write(p, fifo, 2, &ei), PARO_ERR_IO);
     ck_assert_ptr_nonnull(strstr(ei.msg, "is not a regular file"));
     struct stat st;
     ck_assert_int_eq(stat(fifo, &st), 0);
