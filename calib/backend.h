@@ -18,6 +18,12 @@
  *
  * At most one sealed layer is left uncollected when the next one begins, so
  * a backend needs two layers in flight at most.
+ *
+ * A backend that lends its sums (lends_sums: collect points the stats at its
+ * own memory, see paro_block_stats.mass32) keeps them valid until the seal
+ * after the next layer_begin, not just until that layer_begin: the driver
+ * scores layer L while layer L + 1 is read and queued, and waits for the
+ * scoring only before sealing L + 1.
  */
 #ifndef PARO_BACKEND_H_d2c81f6e
 #define PARO_BACKEND_H_d2c81f6e
@@ -31,6 +37,7 @@
 typedef struct paro_backend paro_backend;
 struct paro_backend {
     const char *name; /* recorded in the plan: "cpu" or "cuda" */
+    int lends_sums;   /* collect lends the sums (see above) */
     void *state;
     paro_err (*layer_begin)(paro_backend *b, paro_block_stats *stats, paro_errinfo *ei);
     paro_err (*buffers)(paro_backend *b, float **q, float **k, paro_errinfo *ei);

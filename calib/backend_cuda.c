@@ -64,7 +64,8 @@ static paro_err cuda_collect(paro_backend *b, paro_errinfo *ei)
     if (rc)
         return rc;
     /* The layer's whole sums, lent as they came down (pinned host memory,
-     * valid until the next layer_begin): widening them to fp64 here would
+     * valid until the seal after the next layer_begin, which queues the
+     * download that overwrites them): widening them to fp64 here would
      * write and read back twice their size for nothing. */
     paro_block_stats *st = cs->sealed[0];
     cs->sealed[0] = cs->sealed[1];
@@ -88,6 +89,7 @@ paro_err paro_backend_cuda_open(paro_backend *b, const paro_backend_shape *s, in
                                 paro_errinfo *ei)
 {
     b->name = "cuda";
+    b->lends_sums = 1;
     b->layer_begin = cuda_layer_begin;
     b->buffers = cuda_buffers;
     b->buffers_bf16 = cuda_buffers_bf16;

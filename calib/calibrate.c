@@ -184,6 +184,29 @@ static void layer_space_free(layer_space *sp)
     sp->scratch = NULL;
 }
 
+/* Sets bit (at + i) of bits (LSB first) for every keep[i] != 0, i < n; the
+ * bits are clear to begin with.  Whole bytes take eight flags at once: each
+ * flag byte folded to its lowest bit, then one multiply gathers the eight. */
+static void pack_bits(uint8_t *bits, uint64_t at, const uint8_t *keep, size_t n)
+{
+    size_t i = 0;
+    for (; i < n && ((at + i) & 7); i++)
+        if (keep[i])
+            bits[(at + i) >> 3] |= (uint8_t)(1u << ((at + i) & 7));
+    for (; i + 8 <= n; i += 8) {
+        uint64_t x;
+        memcpy(&x, keep + i, 8); /* hosts are little-endian (x86-64, arm64) */
+        x |= x >> 4;
+        x |= x >> 2;
+        x |= x >> 1;
+        x &= 0x0101010101010101u;
+        bits[(at + i) >> 3] = (uint8_t)((x * 0x0102040810204080u) >> 56);
+    }
+    for (; i < n; i++)
+        if (keep[i])
+            bits[(at + i) >> 3] |= (uint8_t)(1u << ((at + i) & 7));
+}
+
 static paro_err finish_layer(paro_plan *plan, uint32_t slot_l, const paro_tiling *t,
                              const paro_block_stats *st, const paro_calib_config *cfg,
                              layer_space *sp, paro_errinfo *ei)
@@ -204,13 +227,9 @@ static paro_err finish_layer(paro_plan *plan, uint32_t slot_l, const paro_tiling
     uint8_t *bits = plan->masks[slot_l];
     memset(bits, 0, paro_plan_mask_bytes(plan));
     for (uint32_t b = 0; b < plan->n_buckets; b++)
-        for (uint32_t h = 0; h < plan->heads; h++) {
-            const uint8_t *keep = job.keep + ((size_t)h * plan->n_buckets + b) * nt;
-            const uint64_t base = ((uint64_t)b * plan->heads + h) * nt;
-            for (size_t i = 0; i < nt; i++)
-                if (keep[i])
-                    bits[(base + i) >> 3] |= (uint8_t)(1u << ((base + i) & 7));
-        }
+        for (uint32_t h = 0; h < plan->heads; h++)
+            pack_bits(bits, ((uint64_t)b * plan->heads + h) * nt,
+                      job.keep + ((size_t)h * plan->n_buckets + b) * nt, nt);
     return PARO_OK;
 }
 
@@ -225,6 +244,7 @@ static double now_s(void)
 
 typedef struct finisher {
     double seconds;        /* spent scoring, all layers */
+    double journal_seconds; /* of which appending to the journal */
     layer_space space;
     pthread_t tid;
     int running;
@@ -245,9 +265,11 @@ static void *finisher_main(void *arg)
     double start = now_s();
     f->rc = finish_layer(f->plan, f->slot_l, f->t, f->st, f->cfg, &f->space, &f->ei);
     if (!f->rc && f->journal) {
+        double at = now_s();
         pthread_mutex_lock(f->journal_lock);
         f->rc = paro_journal_append(f->journal, f->plan, f->slot_l, &f->ei);
         pthread_mutex_unlock(f->journal_lock);
+        f->journal_seconds += now_s() - at;
     }
     f->seconds += now_s() - start;
     return NULL;
@@ -577,7 +599,11 @@ typedef struct lane {
     paro_calib_config cfg; /* the run's, with this lane's share of threads */
     int gpu;
     paro_backend backend;
-    paro_block_stats stats[2]; /* the layer being read, and the one being scored */
+    /* The layer being read, the one being scored, and (for a backend that
+     * lends its sums) the one whose stats the scoring may still read while
+     * the next is read and queued. */
+    paro_block_stats stats[3];
+    int n_stats;
     finisher fin;
     const uint32_t *todo; /* plan layer slots this lane computes */
     uint32_t n_todo;
@@ -620,7 +646,11 @@ static int lane_should_stop(lane *ln)
 /* Reads every sample of each layer of the lane's share and hands them to its
  * backend.  A layer is collected once the next one's samples are queued, so
  * a GPU computes layer L+1 while the host collects layer L and scores it on
- * the finisher thread, and reads layer L+2. */
+ * the finisher thread, and reads layer L+2.  The driver waits for the
+ * scoring of a layer as late as it can: before it reuses the layer's stats
+ * (two sets), or, when the backend lends its sums and the lane keeps three
+ * sets, before the seal that may overwrite the lent sums, so that the next
+ * layer is already queued on the GPU while the host still scores. */
 static paro_err lane_run(lane *ln, paro_errinfo *ei)
 {
     calib_shared *sh = ln->sh;
@@ -630,8 +660,18 @@ static paro_err lane_run(lane *ln, paro_errinfo *ei)
     paro_backend *be = &ln->backend;
     paro_err rc = PARO_OK;
     int cur = 0;      /* stats[cur] takes the layer being read */
-    int pending = 0;  /* the previous layer is sealed and not yet collected */
+    int pending = -1; /* stats of the sealed, not yet collected layer, or -1 */
     uint32_t pending_li = 0;
+    double t0;
+    /* waits for the finisher, timed */
+#define JOIN_FINISHER()                                                                    \
+    do {                                                                                   \
+        t0 = now_s();                                                                      \
+        rc = finisher_join(&ln->fin, ei);                                                  \
+        timing->wait_score += now_s() - t0;                                                \
+        if (rc)                                                                            \
+            return rc;                                                                     \
+    } while (0)
     for (uint32_t ti = 0; ti < ln->n_todo; ti++) {
         const uint32_t li = ln->todo[ti], layer = sh->layers[li];
         uLong crc = crc32(0L, Z_NULL, 0);
@@ -639,21 +679,24 @@ static paro_err lane_run(lane *ln, paro_errinfo *ei)
             if (lane_should_stop(ln))
                 return paro_error(ei, PARO_ERR_INTERRUPTED, NULL, PARO_NO_OFFSET,
                                   "interrupted");
-            double t0 = now_s();
+            t0 = now_s();
             rc = read_sample(be, m, sh->samples[si], layer, cfg->threads, &crc, ei);
             timing->read += now_s() - t0;
             if (rc)
                 return rc;
             if (si == 0) {
-                /* The layer before the previous one was scored from
-                 * stats[cur]; this layer takes them over. */
-                if ((rc = finisher_join(&ln->fin, ei)) ||
-                    (rc = be->layer_begin(be, &ln->stats[cur], ei)))
+                /* With two sets, the finisher may be scoring from
+                 * stats[cur], which this layer takes over. */
+                if (ln->n_stats == 2)
+                    JOIN_FINISHER();
+                if ((rc = be->layer_begin(be, &ln->stats[cur], ei)))
                     return rc;
             }
             t0 = now_s();
             rc = be->submit(be, sh->bucket[si], ei);
             timing->submit += now_s() - t0;
+            if (timing->first == 0.0)
+                timing->first = now_s(); /* made relative by paro_calibrate */
             if (rc)
                 return rc;
             for (uint32_t h = 0; h < m->heads; h++)
@@ -663,31 +706,33 @@ static paro_err lane_run(lane *ln, paro_errinfo *ei)
                                   "interrupted");
         }
         sh->plan->layer_crc32[li] = (uint32_t)crc;
+        /* Sealing queues the download that may overwrite lent sums. */
+        JOIN_FINISHER();
         if ((rc = be->seal(be, ei)))
             return rc;
-        if (pending) {
-            double t0 = now_s();
+        if (pending >= 0) {
+            t0 = now_s();
             rc = be->collect(be, ei);
             timing->collect += now_s() - t0;
             if (rc)
                 return rc;
-            finisher_start(&ln->fin, sh->plan, pending_li, sh->tiling, &ln->stats[cur ^ 1], cfg);
+            finisher_start(&ln->fin, sh->plan, pending_li, sh->tiling, &ln->stats[pending], cfg);
         }
-        pending = 1;
+        pending = cur;
         pending_li = li;
-        cur ^= 1;
+        cur = (cur + 1) % ln->n_stats;
     }
-    if (pending) {
-        double t0 = now_s();
+    if (pending >= 0) {
+        t0 = now_s();
         rc = be->collect(be, ei);
         timing->collect += now_s() - t0;
-        if (!rc)
-            rc = finisher_join(&ln->fin, ei);
-        if (!rc) {
-            finisher_start(&ln->fin, sh->plan, pending_li, sh->tiling, &ln->stats[cur ^ 1], cfg);
-            rc = finisher_join(&ln->fin, ei);
-        }
+        if (rc)
+            return rc;
+        JOIN_FINISHER();
+        finisher_start(&ln->fin, sh->plan, pending_li, sh->tiling, &ln->stats[pending], cfg);
+        JOIN_FINISHER();
     }
+#undef JOIN_FINISHER
     return rc;
 }
 
@@ -709,10 +754,12 @@ static void lane_free(lane *ln)
 {
     finisher_join(&ln->fin, NULL);
     layer_space_free(&ln->fin.space);
-    paro_block_stats_free(&ln->stats[0]);
-    paro_block_stats_free(&ln->stats[1]);
+    for (int k = 0; k < 3; k++)
+        paro_block_stats_free(&ln->stats[k]);
+    double t0 = now_s();
     if (ln->backend.close)
         ln->backend.close(&ln->backend);
+    ln->timing.close += now_s() - t0;
 }
 
 /* Runs the lanes: the only one on this thread, or each on its own thread
@@ -788,7 +835,9 @@ paro_err paro_calibrate(const paro_manifest *m, const paro_calib_config *cfg,
     memset(&tiling, 0, sizeof tiling);
     paro_journal *journal = NULL;
     uint32_t *todo = NULL;
-    paro_calib_timing timing = {0, 0, 0, 0, 0};
+    paro_calib_timing timing;
+    memset(&timing, 0, sizeof timing);
+    const double start = now_s();
     /* one lane per GPU of --gpus, else one */
     const uint32_t n_lanes = cfg->gpus && cfg->n_gpus > 0 ? cfg->n_gpus : 1;
     lane *lanes = calloc(n_lanes, sizeof *lanes);
@@ -831,7 +880,10 @@ paro_err paro_calibrate(const paro_manifest *m, const paro_calib_config *cfg,
         double t0 = now_s();
         rc = open_backend(&ln->backend, &tiling, m, cfg, ln->gpu, ln->cfg.threads, ei);
         timing.open += now_s() - t0;
-        for (int k = 0; k < 2 && !rc; k++)
+        /* A third set costs nothing but counts when the sums are lent:
+         * their mass and peak pages are never touched. */
+        ln->n_stats = !rc && ln->backend.lends_sums ? 3 : 2;
+        for (int k = 0; k < ln->n_stats && !rc; k++)
             rc = paro_block_stats_init(&ln->stats[k], m->heads, cfg->n_buckets,
                                        (uint32_t)tiling.n_slots, tiling.nq, tiling.nk, ei);
     }
@@ -946,10 +998,16 @@ paro_err paro_calibrate(const paro_manifest *m, const paro_calib_config *cfg,
 done:
     for (uint32_t i = 0; lanes && i < n_lanes; i++) {
         lane_free(&lanes[i]);
-        timing.read += lanes[i].timing.read;
-        timing.submit += lanes[i].timing.submit;
-        timing.collect += lanes[i].timing.collect;
+        const paro_calib_timing *lt = &lanes[i].timing;
+        if (lt->first > 0.0 && (timing.first == 0.0 || lt->first - start < timing.first))
+            timing.first = lt->first - start;
+        timing.read += lt->read;
+        timing.submit += lt->submit;
+        timing.collect += lt->collect;
+        timing.wait_score += lt->wait_score;
+        timing.close += lt->close;
         timing.score += lanes[i].fin.seconds;
+        timing.journal += lanes[i].fin.journal_seconds;
     }
     free(lanes);
     pthread_cond_destroy(&sh.stepped);

@@ -41,11 +41,16 @@ typedef struct paro_calib_progress {
  * over their threads). */
 typedef struct paro_calib_timing {
     double open;     /* opening the backend (for CUDA: the device, its memory) */
+    double first;    /* from the start of the run until its first sample is
+                        queued (the earliest lane's) */
     double read;     /* reading samples (and their digest) */
     double submit;   /* handing them to the backend: the CPU's compute, or
                         the GPU's upload */
     double collect;  /* waiting for a layer's results and taking them */
+    double wait_score; /* waiting for the scoring thread */
     double score;    /* scoring and masks, on the scoring thread */
+    double journal;  /* of which saving finished layers to the journal */
+    double close;    /* closing the backend (for CUDA: freeing its memory) */
 } paro_calib_timing;
 
 #define PARO_CALIB_MAX_GPUS 64

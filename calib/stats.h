@@ -28,7 +28,7 @@ typedef struct paro_block_stats {
     double *mass;    /* [n_buckets][heads][n_slots][nq*nk]: sum of tile mass */
     double *peak;    /* [heads][n_slots][nq*nk]: sum of tile peak */
     /* When not NULL, the sums are these f32 arrays instead (the same
-     * layouts), lent by the GPU backend until its next layer_begin: they are
+     * layouts), lent by the GPU backend until its next seal: they are
      * read where they lie rather than widened into mass and peak, whose
      * pages are then never touched.  Read them through the _row functions. */
     const float *mass32, *peak32;

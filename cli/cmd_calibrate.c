@@ -385,6 +385,7 @@ int cmd_calibrate(int argc, char **argv)
         return cli_error("%s: %s, not a plan file", out_path,
                          S_ISDIR(out_st.st_mode) ? "is a folder" : "is not a regular file");
 
+    const double cmd_start = cli_now();
     paro_errinfo ei;
     paro_errinfo_clear(&ei);
     if (cfg.device == PARO_DEVICE_CUDA && paro_cuda_device_count(&ei) == 0)
@@ -480,8 +481,10 @@ int cmd_calibrate(int argc, char **argv)
     paro_plan *plan = NULL;
     paro_err err = paro_calibrate(m, &cfg, &plan, &ei);
     cli_progress_end(&ps.bar);
+    const double write_start = cli_now();
     if (!err)
         err = paro_plan_write(plan, out_path, cfg.threads, &ei);
+    const double write_s = cli_now() - write_start;
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
     /* A journal that holds no finished layer is removed, so that a run that
@@ -501,11 +504,18 @@ int cmd_calibrate(int argc, char **argv)
     } else {
         unlink(journal);
         summarize(plan, out_path, cli_now() - start);
-        cli_log(4, "paro: time: opening the %s backend %.2f s, reading %.2f s, %s %.2f s, "
-                   "collecting layers %.2f s; scoring %.2f s beside them\n",
-                plan->backend, timing.open, timing.read,
+        /* Where the time went, for whoever tunes a run: the first line on
+         * the driving thread, the second beside it. */
+        cli_log(4, "paro: time: before the run %.2f s, opening the %s backend %.2f s, first "
+                   "sample queued at %.2f s; reading %.2f s, %s %.2f s, collecting layers "
+                   "%.2f s, waiting for scoring %.2f s; closing the backend %.2f s, writing "
+                   "the plan %.2f s\n",
+                start - cmd_start, plan->backend, timing.open, timing.first, timing.read,
                 strcmp(plan->backend, "cuda") ? "computing" : "uploading", timing.submit,
-                timing.collect, timing.score);
+                timing.collect, timing.wait_score, timing.close, write_s);
+        cli_log(4, "paro: time: scoring %.2f s beside them, of which saving layers to the "
+                   "journal %.2f s\n",
+                timing.score, timing.journal);
     }
     paro_plan_free(plan);
 done:

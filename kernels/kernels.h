@@ -104,7 +104,8 @@ paro_err paro_cuda_layer_seal(paro_cuda_ctx *ctx, paro_errinfo *ei);
 /* Waits for the oldest sealed layer (sealing the open one first when none
  * is) and points *mass ([n_buckets][heads][n_slots][nq*nk]) and *peak
  * ([heads][n_slots][nq*nk], the layout of paro_block_stats) at its sums in
- * host memory, valid until the next layer_begin or close. */
+ * host memory, valid until the next layer_seal (which queues the download
+ * that may overwrite them) or close. */
 paro_err paro_cuda_layer_end(paro_cuda_ctx *ctx, const float **mass, const float **peak,
                              paro_errinfo *ei);
 

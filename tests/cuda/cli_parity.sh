@@ -15,7 +15,12 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/paro-cuda-XXXXXX")
 trap 'rm -rf "$work"' EXIT
 "$paro" -q synth -o "$work/cap" --grid 5x12x16 --text 24 --layers 2 --heads 8 --head-dim 64 \
     --samples 2 --seed 7
-for manifest in "$root/samples/demo/manifest.json" "$work/cap/manifest.json"; do
+# five layers: the driver scores a layer while the next two are in flight,
+# its sums lent by the GPU backend, and cycles through three sets of stats
+"$paro" -q synth -o "$work/cap4" --grid 3x8x16 --text 16 --layers 5 --heads 4 --head-dim 64 \
+    --samples 2 --seed 3
+for manifest in "$root/samples/demo/manifest.json" "$work/cap/manifest.json" \
+                "$work/cap4/manifest.json"; do
     for dev in cpu cuda; do
         "$paro" -q calibrate -m "$manifest" -o "$work/$dev.paro" --device $dev
         "$paro" dump --json "$work/$dev.paro" > "$work/$dev.json"
@@ -42,8 +47,6 @@ PY
 done
 # --gpus: lanes sharing out the layers write the bytes of one GPU, with tile
 # masses (on one GPU, 0,0 runs two lanes on it; with more, each its own)
-"$paro" -q synth -o "$work/cap4" --grid 3x8x16 --text 16 --layers 5 --heads 4 --head-dim 64 \
-    --samples 2 --seed 3
 "$paro" -q calibrate -m "$work/cap4/manifest.json" -o "$work/one.paro" --device cuda --tile-mass
 for gpus in 0,0 0,0,0 all; do
     "$paro" -q calibrate -m "$work/cap4/manifest.json" -o "$work/lanes.paro" --gpus $gpus \
