@@ -34,6 +34,7 @@
 #include <cuda_bf16.h>    /* __nv_bfloat16, __float2bfloat16_rn */
 #include <cuda_runtime.h> /* cudaMalloc, streams, events */
 #include <math.h>         /* INFINITY */
+#include <pthread.h>      /* pthread_create, pthread_join */
 #include <stdint.h>       /* uint32_t */
 #include <stdlib.h>       /* calloc, free */
 #include <string.h>       /* memset */
@@ -599,6 +600,45 @@ typedef struct acc_set {
 
 enum { ACC_FREE = 0, ACC_OPEN = 1, ACC_SEALED = 2 };
 
+/* Pinning host memory is slow (0.7 ms a megabyte on the H200 machine, where
+ * a context takes 0.15 s), and the first layer needs its pinned buffers one
+ * after the other: the input buffers when the first sample is read, the
+ * sums' host copies only once its kernels are queued.  So the context pins
+ * them on helper threads while it sets the device up and the first sample
+ * is read and computed, and waits for each where it is first used. */
+typedef struct pin_job {
+    int device;
+    void **dst[4];
+    size_t bytes[4];
+    int n;
+    cudaError_t err;  /* sticky: every later wait fails the same way */
+    pthread_t tid;
+    int running;
+} pin_job;
+
+static void *pin_main(void *arg)
+{
+    pin_job *j = (pin_job *)arg;
+    j->err = cudaSetDevice(j->device);
+    for (int i = 0; i < j->n && j->err == cudaSuccess; i++)
+        j->err = cudaMallocHost(j->dst[i], j->bytes[i]);
+    return nullptr;
+}
+
+static void pin_start(pin_job *j)
+{
+    j->running = pthread_create(&j->tid, nullptr, pin_main, j) == 0;
+    if (!j->running)
+        pin_main(j); /* no thread to be had: the same, in line */
+}
+
+static void pin_join(pin_job *j)
+{
+    if (j->running)
+        pthread_join(j->tid, nullptr);
+    j->running = 0;
+}
+
 struct paro_cuda_ctx {
     int device;
     paro_cuda_geometry g; /* perms not kept: copied to the device */
@@ -630,10 +670,20 @@ struct paro_cuda_ctx {
     int sealed_order[2];     /* sealed sets, oldest first */
     int n_sealed;
     cudaEvent_t uploaded[2], computed[2];
+    pin_job pin_inputs, pin_sums; /* host_q/host_k (bf16-sized), the acc sets' host copies */
     double last_layer_ms;
     int set;                 /* input set of the next sample */
     size_t device_bytes;
 };
+
+static paro_err pin_wait(paro_cuda_ctx *ctx, pin_job *j, paro_errinfo *ei)
+{
+    pin_join(j);
+    if (j->err != cudaSuccess)
+        return paro_cuda_fail(ei, ctx->device, j->err, "cudaMallocHost on the pinning thread",
+                              __FILE__, __LINE__);
+    return PARO_OK;
+}
 
 static paro_err dev_alloc(paro_cuda_ctx *ctx, void **p, size_t bytes, paro_errinfo *ei)
 {
@@ -671,6 +721,8 @@ extern "C" void paro_cuda_close(paro_cuda_ctx *ctx)
 {
     if (!ctx)
         return;
+    pin_join(&ctx->pin_inputs);
+    pin_join(&ctx->pin_sums);
     cudaSetDevice(ctx->device);
     if (ctx->compute)
         cudaStreamSynchronize(ctx->compute);
@@ -816,21 +868,39 @@ static paro_err open_ctx(paro_cuda_ctx *ctx, const paro_cuda_geometry *g, paro_e
     CUDA_TRY(ei, dev, cudaStreamCreateWithFlags(&ctx->compute, cudaStreamNonBlocking));
     CUDA_TRY(ei, dev, cudaStreamCreateWithFlags(&ctx->copy, cudaStreamNonBlocking));
     CUDA_TRY(ei, dev, cudaStreamCreateWithFlags(&ctx->download, cudaStreamNonBlocking));
+    /* The host waits on uploads and downloads asleep (blocking sync), not
+     * spinning on a core that reading and scoring need meanwhile. */
+    const unsigned waited = cudaEventDisableTiming | cudaEventBlockingSync;
     for (int s = 0; s < 2; s++) {
-        CUDA_TRY(ei, dev, cudaEventCreateWithFlags(&ctx->uploaded[s], cudaEventDisableTiming));
+        CUDA_TRY(ei, dev, cudaEventCreateWithFlags(&ctx->uploaded[s], waited));
         CUDA_TRY(ei, dev, cudaEventCreateWithFlags(&ctx->computed[s], cudaEventDisableTiming));
-        CUDA_TRY(ei, dev,
-                 cudaEventCreateWithFlags(&ctx->acc[s].downloaded, cudaEventDisableTiming));
+        CUDA_TRY(ei, dev, cudaEventCreateWithFlags(&ctx->acc[s].downloaded, waited));
     }
     const size_t input_bytes = ctx->per_tensor * sizeof(__nv_bfloat16);
+    const size_t rows = (size_t)g->heads * g->n_tokens;
+    const size_t acc = (size_t)g->heads * g->n_slots * ctx->tiles;
+    /* The pinning threads, first (see pin_job). */
+    pin_job *pi = &ctx->pin_inputs, *ps = &ctx->pin_sums;
+    pi->device = ps->device = dev;
+    pi->dst[0] = (void **)&ctx->host_q;
+    pi->dst[1] = (void **)&ctx->host_k;
+    pi->bytes[0] = pi->bytes[1] = input_bytes;
+    pi->n = 2;
+    for (int s = 0; s < 2; s++) {
+        ps->dst[2 * s] = (void **)&ctx->acc[s].mass_host;
+        ps->bytes[2 * s] = acc * g->n_buckets * sizeof(float);
+        ps->dst[2 * s + 1] = (void **)&ctx->acc[s].peak_host;
+        ps->bytes[2 * s + 1] = acc * sizeof(float);
+    }
+    ps->n = 4;
+    pin_start(pi);
+    pin_start(ps);
     paro_err rc;
     for (int s = 0; s < 2; s++) {
         if ((rc = dev_alloc(ctx, (void **)&ctx->hi_q[s], input_bytes, ei)) ||
             (rc = dev_alloc(ctx, (void **)&ctx->hi_k[s], input_bytes, ei)))
             return rc;
     }
-    const size_t rows = (size_t)g->heads * g->n_tokens;
-    const size_t acc = (size_t)g->heads * g->n_slots * ctx->tiles;
     if ((rc = dev_alloc(ctx, (void **)&ctx->needs_lo, sizeof(int), ei)) ||
         (rc = dev_alloc(ctx, (void **)&ctx->perms, (size_t)g->n_slots * g->n_tokens * 4, ei)) ||
         (rc = dev_alloc(ctx, (void **)&ctx->row_max, rows * sizeof(float), ei)) ||
@@ -842,9 +912,6 @@ static paro_err open_ctx(paro_cuda_ctx *ctx, const paro_cuda_geometry *g, paro_e
         if ((rc = dev_alloc(ctx, (void **)&a->mass, acc * g->n_buckets * sizeof(float), ei)) ||
             (rc = dev_alloc(ctx, (void **)&a->peak, acc * sizeof(float), ei)))
             return rc;
-        CUDA_TRY(ei, dev, cudaMallocHost((void **)&a->mass_host,
-                                         acc * g->n_buckets * sizeof(float)));
-        CUDA_TRY(ei, dev, cudaMallocHost((void **)&a->peak_host, acc * sizeof(float)));
     }
     CUDA_TRY(ei, dev, cudaMallocHost((void **)&ctx->needs_lo_host, sizeof(int)));
     CUDA_TRY(ei, dev, cudaMemcpy(ctx->perms, g->perms, (size_t)g->n_slots * g->n_tokens * 4,
@@ -950,6 +1017,13 @@ extern "C" paro_err paro_cuda_layer_begin(paro_cuda_ctx *ctx, paro_errinfo *ei)
  * buffers are always free here. */
 static paro_err host_buffers(paro_cuda_ctx *ctx, size_t bytes, paro_errinfo *ei)
 {
+    if (ctx->pin_inputs.n) { /* the bf16-sized ones pinned at open */
+        paro_err rc = pin_wait(ctx, &ctx->pin_inputs, ei);
+        if (rc)
+            return rc;
+        ctx->host_bytes = ctx->pin_inputs.bytes[0];
+        ctx->pin_inputs.n = 0;
+    }
     if (ctx->host_bytes >= bytes)
         return PARO_OK;
     CUDA_TRY(ei, ctx->device, cudaSetDevice(ctx->device));
@@ -1161,6 +1235,9 @@ extern "C" paro_err paro_cuda_layer_seal(paro_cuda_ctx *ctx, paro_errinfo *ei)
     const int s = ctx->open;
     acc_set *a = &ctx->acc[s];
     const size_t acc = (size_t)g->heads * g->n_slots * ctx->tiles;
+    paro_err rc = pin_wait(ctx, &ctx->pin_sums, ei);
+    if (rc)
+        return rc;
     CUDA_TRY(ei, dev, cudaSetDevice(dev));
     /* The download runs on its own stream, beside the next layer's uploads
      * and kernels. */
@@ -1205,7 +1282,7 @@ extern "C" paro_err paro_cuda_layer_end(paro_cuda_ctx *ctx, const float **mass,
         ms += part;
     }
     ctx->last_layer_ms = ms;
-    /* The host copies stay valid until the next paro_cuda_layer_begin. */
+    /* The host copies stay valid until the next paro_cuda_layer_seal. */
     a->state = ACC_FREE;
     *mass = a->mass_host;
     *peak = a->peak_host;
