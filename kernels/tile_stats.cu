@@ -38,6 +38,7 @@
 #include <stdint.h>       /* uint32_t */
 #include <stdlib.h>       /* calloc, free */
 #include <string.h>       /* memset */
+#include <sys/mman.h>     /* mmap, madvise, munmap */
 
 #include "cuda_check.h"
 #include "kernels.h"
@@ -586,12 +587,70 @@ Kernels pick_kernels(int d, int bq, int bk, bool split)
 
 /* ---- the context ------------------------------------------------------------ */
 
+/* Page-locked ("pinned") host memory, which copies to and from the GPU run
+ * asynchronously at full speed.  cudaMallocHost makes it slowly: 0.7 ms a
+ * megabyte on the H100 and H200 machines measured (0.4 s for the reference
+ * layer's buffers), zeroing and locking 4 KiB pages one by one under the
+ * driver's lock.  Memory mapped with transparent huge pages and touched
+ * first registers in 6 ms for 174 MB; the touching (0.3 ms a megabyte)
+ * needs nothing of the driver's, so it runs on helper threads beside the
+ * device's set-up.  Without huge pages the same works, slower. */
+typedef struct pinned {
+    void *p;
+    size_t len; /* mapped bytes, 0 when none */
+} pinned;
+
+/* Maps and touches at least `bytes`: no CUDA call. */
+static cudaError_t pinned_map(pinned *m, size_t bytes)
+{
+    const size_t huge = size_t(2) << 20;
+    const size_t len = (bytes + huge - 1) / huge * huge;
+    /* one huge page more than needed, to start on a huge-page boundary */
+    void *got = mmap(nullptr, len + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                     -1, 0);
+    if (got == MAP_FAILED)
+        return cudaErrorMemoryAllocation;
+    unsigned char *raw = (unsigned char *)got;
+    unsigned char *p = (unsigned char *)(((uintptr_t)raw + huge - 1) & ~(uintptr_t)(huge - 1));
+    if (p > raw)
+        munmap(raw, (size_t)(p - raw));
+    if (raw + len + huge > p + len)
+        munmap(p + len, (size_t)(raw + len + huge - (p + len)));
+    (void)madvise(p, len, MADV_HUGEPAGE); /* a hint */
+    memset(p, 0, len);
+    m->p = p;
+    m->len = len;
+    return cudaSuccess;
+}
+
+static cudaError_t pinned_register(pinned *m)
+{
+    cudaError_t err = cudaHostRegister(m->p, m->len, cudaHostRegisterDefault);
+    if (err != cudaSuccess) {
+        munmap(m->p, m->len);
+        m->p = nullptr;
+        m->len = 0;
+    }
+    return err;
+}
+
+static void pinned_free(pinned *m)
+{
+    if (!m->len)
+        return;
+    cudaHostUnregister(m->p);
+    munmap(m->p, m->len);
+    m->p = nullptr;
+    m->len = 0;
+}
+
 /* A layer's sums live in one of two accumulator sets, so that the next
  * layer's samples can be computed while the previous one is downloaded and
  * scored (paro_cuda_layer_seal). */
 typedef struct acc_set {
     float *mass, *peak;           /* device: [n_buckets][heads][n_slots][tiles], [heads][n_slots][tiles] */
     float *mass_host, *peak_host; /* pinned copies, filled by the download */
+    pinned mass_mem, peak_mem;    /* what they point into */
     cudaEvent_t downloaded;
     cudaEvent_t *timing;          /* start/end pairs of the layer's samples */
     size_t n_timing, cap_timing;
@@ -600,33 +659,41 @@ typedef struct acc_set {
 
 enum { ACC_FREE = 0, ACC_OPEN = 1, ACC_SEALED = 2 };
 
-/* Pinning host memory is slow (0.7 ms a megabyte on the H200 machine, where
- * a context takes 0.15 s), and the first layer needs its pinned buffers one
- * after the other: the input buffers when the first sample is read, the
- * sums' host copies only once its kernels are queued.  So the context pins
- * them on helper threads while it sets the device up and the first sample
- * is read and computed, and waits for each where it is first used. */
+/* The first layer needs its pinned buffers one after the other: the input
+ * buffers when its first sample is read, the sums' host copies only once
+ * its kernels are queued.  So they are made on helper threads, one a
+ * buffer, while the context sets the device up and the first sample is
+ * read, and each is waited for where it is first used. */
 typedef struct pin_job {
     int device;
-    void **dst[4];
-    size_t bytes[4];
-    int n;
+    size_t bytes;
+    pinned *dst;      /* filled once made */
     cudaError_t err;  /* sticky: every later wait fails the same way */
     pthread_t tid;
-    int running;
+    int running, waited;
 } pin_job;
 
 static void *pin_main(void *arg)
 {
     pin_job *j = (pin_job *)arg;
-    j->err = cudaSetDevice(j->device);
-    for (int i = 0; i < j->n && j->err == cudaSuccess; i++)
-        j->err = cudaMallocHost(j->dst[i], j->bytes[i]);
+    pinned m = {nullptr, 0};
+    j->err = pinned_map(&m, j->bytes);
+    if (j->err == cudaSuccess)
+        j->err = cudaSetDevice(j->device);
+    if (j->err == cudaSuccess)
+        j->err = pinned_register(&m);
+    else if (m.len)
+        munmap(m.p, m.len);
+    if (j->err == cudaSuccess)
+        *j->dst = m;
     return nullptr;
 }
 
-static void pin_start(pin_job *j)
+static void pin_start(pin_job *j, int device, size_t bytes, pinned *dst)
 {
+    j->device = device;
+    j->bytes = bytes;
+    j->dst = dst;
     j->running = pthread_create(&j->tid, nullptr, pin_main, j) == 0;
     if (!j->running)
         pin_main(j); /* no thread to be had: the same, in line */
@@ -638,6 +705,8 @@ static void pin_join(pin_job *j)
         pthread_join(j->tid, nullptr);
     j->running = 0;
 }
+
+enum { PIN_Q, PIN_K, PIN_SUMS, N_PINS = PIN_SUMS + 4 }; /* sums: mass, peak of set 0, of set 1 */
 
 struct paro_cuda_ctx {
     int device;
@@ -651,6 +720,7 @@ struct paro_cuda_ctx {
     int *needs_lo;           /* device flag */
     int *needs_lo_host;      /* pinned */
     float *host_q, *host_k;  /* pinned, [heads][n][d] f32, or bf16 in their first half */
+    pinned host_q_mem, host_k_mem; /* what they point into */
     size_t host_bytes;       /* of each: allocated for the widest input asked for yet */
     int host_bf16;           /* the last next_buffers call handed out bf16 */
     uint32_t *perms;         /* device [n_slots][n] */
@@ -670,18 +740,24 @@ struct paro_cuda_ctx {
     int sealed_order[2];     /* sealed sets, oldest first */
     int n_sealed;
     cudaEvent_t uploaded[2], computed[2];
-    pin_job pin_inputs, pin_sums; /* host_q/host_k (bf16-sized), the acc sets' host copies */
+    pin_job pins[N_PINS];   /* host_q/host_k (bf16-sized), the acc sets' host copies */
     double last_layer_ms;
     int set;                 /* input set of the next sample */
     size_t device_bytes;
 };
 
-static paro_err pin_wait(paro_cuda_ctx *ctx, pin_job *j, paro_errinfo *ei)
+/* Waits for pins [first, first + n); the first failure is reported. */
+static paro_err pin_wait(paro_cuda_ctx *ctx, int first, int n, paro_errinfo *ei)
 {
-    pin_join(j);
-    if (j->err != cudaSuccess)
-        return paro_cuda_fail(ei, ctx->device, j->err, "cudaMallocHost on the pinning thread",
-                              __FILE__, __LINE__);
+    for (int i = first; i < first + n; i++) {
+        pin_job *j = &ctx->pins[i];
+        pin_join(j);
+        if (j->err != cudaSuccess)
+            return paro_cuda_fail(ei, ctx->device, j->err,
+                                  "pinning host memory (mmap, cudaHostRegister)", __FILE__,
+                                  __LINE__);
+        j->waited = 1;
+    }
     return PARO_OK;
 }
 
@@ -721,8 +797,8 @@ extern "C" void paro_cuda_close(paro_cuda_ctx *ctx)
 {
     if (!ctx)
         return;
-    pin_join(&ctx->pin_inputs);
-    pin_join(&ctx->pin_sums);
+    for (int i = 0; i < N_PINS; i++)
+        pin_join(&ctx->pins[i]);
     cudaSetDevice(ctx->device);
     if (ctx->compute)
         cudaStreamSynchronize(ctx->compute);
@@ -742,8 +818,8 @@ extern "C" void paro_cuda_close(paro_cuda_ctx *ctx)
         acc_set *a = &ctx->acc[s];
         cudaFree(a->mass);
         cudaFree(a->peak);
-        cudaFreeHost(a->mass_host);
-        cudaFreeHost(a->peak_host);
+        pinned_free(&a->mass_mem);
+        pinned_free(&a->peak_mem);
         if (a->downloaded)
             cudaEventDestroy(a->downloaded);
         for (size_t i = 0; i < a->n_timing; i++)
@@ -773,8 +849,8 @@ extern "C" void paro_cuda_close(paro_cuda_ctx *ctx)
     cudaFree(ctx->pair_sums.max_a);
     cudaFree(ctx->pair_sums.max_b);
     cudaFreeHost(ctx->needs_lo_host);
-    cudaFreeHost(ctx->host_q);
-    cudaFreeHost(ctx->host_k);
+    pinned_free(&ctx->host_q_mem);
+    pinned_free(&ctx->host_k_mem);
     if (ctx->compute)
         cudaStreamDestroy(ctx->compute);
     if (ctx->copy)
@@ -880,21 +956,14 @@ static paro_err open_ctx(paro_cuda_ctx *ctx, const paro_cuda_geometry *g, paro_e
     const size_t rows = (size_t)g->heads * g->n_tokens;
     const size_t acc = (size_t)g->heads * g->n_slots * ctx->tiles;
     /* The pinning threads, first (see pin_job). */
-    pin_job *pi = &ctx->pin_inputs, *ps = &ctx->pin_sums;
-    pi->device = ps->device = dev;
-    pi->dst[0] = (void **)&ctx->host_q;
-    pi->dst[1] = (void **)&ctx->host_k;
-    pi->bytes[0] = pi->bytes[1] = input_bytes;
-    pi->n = 2;
+    pin_start(&ctx->pins[PIN_Q], dev, input_bytes, &ctx->host_q_mem);
+    pin_start(&ctx->pins[PIN_K], dev, input_bytes, &ctx->host_k_mem);
     for (int s = 0; s < 2; s++) {
-        ps->dst[2 * s] = (void **)&ctx->acc[s].mass_host;
-        ps->bytes[2 * s] = acc * g->n_buckets * sizeof(float);
-        ps->dst[2 * s + 1] = (void **)&ctx->acc[s].peak_host;
-        ps->bytes[2 * s + 1] = acc * sizeof(float);
+        acc_set *a = &ctx->acc[s];
+        pin_start(&ctx->pins[PIN_SUMS + 2 * s], dev, acc * g->n_buckets * sizeof(float),
+                  &a->mass_mem);
+        pin_start(&ctx->pins[PIN_SUMS + 2 * s + 1], dev, acc * sizeof(float), &a->peak_mem);
     }
-    ps->n = 4;
-    pin_start(pi);
-    pin_start(ps);
     paro_err rc;
     for (int s = 0; s < 2; s++) {
         if ((rc = dev_alloc(ctx, (void **)&ctx->hi_q[s], input_bytes, ei)) ||
@@ -1017,22 +1086,27 @@ extern "C" paro_err paro_cuda_layer_begin(paro_cuda_ctx *ctx, paro_errinfo *ei)
  * buffers are always free here. */
 static paro_err host_buffers(paro_cuda_ctx *ctx, size_t bytes, paro_errinfo *ei)
 {
-    if (ctx->pin_inputs.n) { /* the bf16-sized ones pinned at open */
-        paro_err rc = pin_wait(ctx, &ctx->pin_inputs, ei);
+    if (!ctx->pins[PIN_Q].waited) { /* the bf16-sized ones, made at open */
+        paro_err rc = pin_wait(ctx, PIN_Q, 2, ei);
         if (rc)
             return rc;
-        ctx->host_bytes = ctx->pin_inputs.bytes[0];
-        ctx->pin_inputs.n = 0;
+        ctx->host_q = (float *)ctx->host_q_mem.p;
+        ctx->host_k = (float *)ctx->host_k_mem.p;
+        ctx->host_bytes = ctx->pins[PIN_Q].bytes;
     }
     if (ctx->host_bytes >= bytes)
         return PARO_OK;
     CUDA_TRY(ei, ctx->device, cudaSetDevice(ctx->device));
-    cudaFreeHost(ctx->host_q);
-    cudaFreeHost(ctx->host_k);
+    pinned_free(&ctx->host_q_mem);
+    pinned_free(&ctx->host_k_mem);
     ctx->host_q = ctx->host_k = nullptr;
     ctx->host_bytes = 0;
-    CUDA_TRY(ei, ctx->device, cudaMallocHost((void **)&ctx->host_q, bytes));
-    CUDA_TRY(ei, ctx->device, cudaMallocHost((void **)&ctx->host_k, bytes));
+    CUDA_TRY(ei, ctx->device, pinned_map(&ctx->host_q_mem, bytes));
+    CUDA_TRY(ei, ctx->device, pinned_register(&ctx->host_q_mem));
+    CUDA_TRY(ei, ctx->device, pinned_map(&ctx->host_k_mem, bytes));
+    CUDA_TRY(ei, ctx->device, pinned_register(&ctx->host_k_mem));
+    ctx->host_q = (float *)ctx->host_q_mem.p;
+    ctx->host_k = (float *)ctx->host_k_mem.p;
     ctx->host_bytes = bytes;
     return PARO_OK;
 }
@@ -1235,9 +1309,15 @@ extern "C" paro_err paro_cuda_layer_seal(paro_cuda_ctx *ctx, paro_errinfo *ei)
     const int s = ctx->open;
     acc_set *a = &ctx->acc[s];
     const size_t acc = (size_t)g->heads * g->n_slots * ctx->tiles;
-    paro_err rc = pin_wait(ctx, &ctx->pin_sums, ei);
-    if (rc)
-        return rc;
+    if (!ctx->pins[PIN_SUMS].waited) {
+        paro_err rc = pin_wait(ctx, PIN_SUMS, 4, ei);
+        if (rc)
+            return rc;
+        for (int i = 0; i < 2; i++) {
+            ctx->acc[i].mass_host = (float *)ctx->acc[i].mass_mem.p;
+            ctx->acc[i].peak_host = (float *)ctx->acc[i].peak_mem.p;
+        }
+    }
     CUDA_TRY(ei, dev, cudaSetDevice(dev));
     /* The download runs on its own stream, beside the next layer's uploads
      * and kernels. */
