@@ -1086,7 +1086,9 @@ extern "C" paro_err paro_cuda_layer_begin(paro_cuda_ctx *ctx, paro_errinfo *ei)
  * buffers are always free here. */
 static paro_err host_buffers(paro_cuda_ctx *ctx, size_t bytes, paro_errinfo *ei)
 {
-    if (!ctx->pins[PIN_Q].waited) { /* the bf16-sized ones, made at open */
+    /* The bf16-sized ones made at open; waits stop at the first failure, so
+     * the last one waited for means all of them are there. */
+    if (!ctx->pins[PIN_K].waited) {
         paro_err rc = pin_wait(ctx, PIN_Q, 2, ei);
         if (rc)
             return rc;
@@ -1309,7 +1311,7 @@ extern "C" paro_err paro_cuda_layer_seal(paro_cuda_ctx *ctx, paro_errinfo *ei)
     const int s = ctx->open;
     acc_set *a = &ctx->acc[s];
     const size_t acc = (size_t)g->heads * g->n_slots * ctx->tiles;
-    if (!ctx->pins[PIN_SUMS].waited) {
+    if (!ctx->pins[PIN_SUMS + 3].waited) { /* as in host_buffers */
         paro_err rc = pin_wait(ctx, PIN_SUMS, 4, ei);
         if (rc)
             return rc;
