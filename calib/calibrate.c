@@ -502,6 +502,8 @@ static paro_err open_backend(paro_backend *b, const paro_tiling *t, const paro_m
                              paro_errinfo *ei)
 {
     paro_backend_shape shape = {t, m->heads, m->head_dim, cfg->n_buckets, m->scale};
+    if (cfg->open_backend)
+        return cfg->open_backend(cfg->open_backend_user, b, &shape, gpu, threads, ei);
     if (cfg->device != PARO_DEVICE_CPU) {
         paro_errinfo why;
         paro_errinfo_clear(&why);

@@ -15,6 +15,7 @@
 #include <stddef.h> /* size_t */
 #include <stdint.h> /* uint32_t, uint64_t */
 
+#include "backend.h"  /* paro_backend, paro_backend_shape */
 #include "error.h"    /* paro_err, paro_errinfo */
 #include "manifest.h" /* paro_manifest */
 #include "mask.h"     /* paro_mask_target */
@@ -93,6 +94,11 @@ typedef struct paro_calib_config {
     volatile sig_atomic_t *stop;
     /* Filled with where the time went, when not NULL. */
     paro_calib_timing *timing;
+    /* When not NULL, opens each lane's backend instead of the CPU or CUDA
+     * one `device` picks (tests stand in backends of their own this way). */
+    paro_err (*open_backend)(void *user, paro_backend *b, const paro_backend_shape *s, int gpu,
+                             int threads, paro_errinfo *ei);
+    void *open_backend_user;
 } paro_calib_config;
 
 void paro_calib_config_default(paro_calib_config *c);
