@@ -610,6 +610,7 @@ typedef struct lane {
     const uint32_t *todo; /* plan layer slots this lane computes */
     uint32_t n_todo;
     paro_calib_timing timing;
+    double first_queued_at; /* clock when its first sample was queued, 0 before */
     paro_err rc;
     paro_errinfo ei;
     pthread_t tid;
@@ -697,8 +698,8 @@ static paro_err lane_run(lane *ln, paro_errinfo *ei)
             t0 = now_s();
             rc = be->submit(be, sh->bucket[si], ei);
             timing->submit += now_s() - t0;
-            if (timing->first == 0.0)
-                timing->first = now_s(); /* made relative by paro_calibrate */
+            if (ln->first_queued_at == 0.0)
+                ln->first_queued_at = now_s();
             if (rc)
                 return rc;
             for (uint32_t h = 0; h < m->heads; h++)
@@ -1001,8 +1002,9 @@ done:
     for (uint32_t i = 0; lanes && i < n_lanes; i++) {
         lane_free(&lanes[i]);
         const paro_calib_timing *lt = &lanes[i].timing;
-        if (lt->first > 0.0 && (timing.first == 0.0 || lt->first - start < timing.first))
-            timing.first = lt->first - start;
+        const double first = lanes[i].first_queued_at - start;
+        if (lanes[i].first_queued_at > 0.0 && (timing.first == 0.0 || first < timing.first))
+            timing.first = first;
         timing.read += lt->read;
         timing.submit += lt->submit;
         timing.collect += lt->collect;
