@@ -9,7 +9,7 @@
 #   V=1                         show the commands
 #   SANITIZE=address,undefined  build everything with sanitizers (in build-san/)
 #   HAVE_CUDA=0|1               default: 1 when nvcc is found
-#   CUDA_ARCH=sm_90             GPU architecture for nvcc
+#   CUDA_ARCH=sm_90a            GPU architecture for nvcc (sm_90a: H100/H200 with wgmma)
 #   REQUIRE_CUDA=1              the CUDA test suite must run (a skip fails)
 #   PREFIX=/usr/local DESTDIR=  for install
 -include config.mak
@@ -42,7 +42,7 @@ CUDART_SHARED := $(firstword $(wildcard $(addsuffix /libcudart.so,$(CUDA_LIBDIRS
 CUDART_LIBS := $(strip $(if $(CUDART_STATIC),-L$(dir $(CUDART_STATIC)) -lcudart_static,\
                $(if $(CUDART_SHARED),-L$(dir $(CUDART_SHARED)) -Wl$(comma)-rpath$(comma)$(dir $(CUDART_SHARED)) -lcudart)))
 HAVE_CUDA ?= $(if $(and $(wildcard $(NVCC)),$(CUDART_LIBS)),1,0)
-CUDA_ARCH ?= sm_90
+CUDA_ARCH ?= sm_90a
 
 SANITIZE ?=
 BUILD ?= $(if $(SANITIZE),build-san,build)

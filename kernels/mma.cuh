@@ -40,9 +40,26 @@ __device__ __forceinline__ void cp_async_commit()
     asm volatile("cp.async.commit_group;\n" ::);
 }
 
+/* Tensor-core S from wgmma (sm_90a): the warpgroup's four warps multiply
+ * their Q fragments, kept in registers, with a K tile that the hardware
+ * reads from shared memory itself, so no K fragment is loaded and no
+ * address is computed per mma.  Built for sm_90a only (CUDA_ARCH); other
+ * targets keep mma.sync.  PARO_NO_WGMMA turns it off for measuring. */
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL) && !defined(PARO_NO_WGMMA)
+#define PARO_WGMMA 1
+#else
+#define PARO_WGMMA 0
+#endif
+
 template <int N> __device__ __forceinline__ void cp_async_wait()
 {
     asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+#if PARO_WGMMA
+    /* cp.async writes through the generic proxy and wgmma reads through the
+     * async one: the fence orders the first before the second (the barrier
+     * that follows every wait then publishes it to the other warps). */
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+#endif
 }
 
 __device__ __forceinline__ void ldmatrix_x4(uint32_t addr, uint32_t (&r)[4])
@@ -79,6 +96,70 @@ __device__ __forceinline__ float lg2(float x)
     asm("lg2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
     return y;
 }
+
+#if PARO_WGMMA
+/* A wgmma shared-memory descriptor for a K-major operand in the 128-byte
+ * swizzle: rows of 128 bytes whose 16-byte chunks are XOR-ed with the row's
+ * low three bits (Tile<64> below), in 1024-byte groups of eight rows.  The
+ * start address (bits 0-13, in 16 bytes), the leading-dimension offset
+ * (16-29; unused by this layout, 1 by convention), the stride between the
+ * groups of eight rows (32-45: 1024 bytes) and the swizzle mode (62-63: 1,
+ * 128 bytes).  The tile must start on a 1024-byte boundary. */
+__device__ __forceinline__ uint64_t wg_desc_sw128(uint32_t smem)
+{
+    return (uint64_t)((smem & 0x3FFFFu) >> 4) | ((uint64_t)1 << 16) |
+           ((uint64_t)(1024 >> 4) << 32) | ((uint64_t)1 << 62);
+}
+
+__device__ __forceinline__ void wg_fence()
+{
+    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+}
+
+__device__ __forceinline__ void wg_commit_and_wait()
+{
+    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+    asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+}
+
+/* Keeps the compiler from moving reads of an accumulator above the wait:
+ * the value is only there once wgmma.wait_group has returned. */
+__device__ __forceinline__ void wg_hold(float &x)
+{
+    asm volatile("" : "+f"(x)::"memory");
+}
+
+/* d (+)= A B for one m64nNk16 step, A (bf16) from registers, B from shared
+ * memory; accumulate is 0 for the first k step (d is overwritten). */
+#define PARO_WG_ACC16(d) \
+    "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), \
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]),   \
+        "+f"(d[15])
+__device__ __forceinline__ void wg_mma_n32(float (&d)[16], const uint32_t (&a)[4], uint64_t desc,
+                                           int accumulate)
+{
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %21, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16 "
+                 "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15}, "
+                 "{%16,%17,%18,%19}, %20, p, 1, 1, 0;\n}\n"
+                 : PARO_WG_ACC16(d)
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(accumulate));
+}
+__device__ __forceinline__ void wg_mma_n64(float (&d)[32], const uint32_t (&a)[4], uint64_t desc,
+                                           int accumulate)
+{
+    float(&lo)[16] = *reinterpret_cast<float(*)[16]>(&d[0]);
+    float(&hi)[16] = *reinterpret_cast<float(*)[16]>(&d[16]);
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
+                 "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
+                 "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, "
+                 "{%32,%33,%34,%35}, %36, p, 1, 1, 0;\n}\n"
+                 : PARO_WG_ACC16(lo), PARO_WG_ACC16(hi)
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(accumulate));
+}
+#undef PARO_WG_ACC16
+#endif
 
 /* ---- shared-memory tiles ------------------------------------------------- */
 
@@ -207,12 +288,12 @@ template <int D, bool SPLIT> struct QFrags {
 };
 
 /* S for one warp: its 32 query rows against the KEYS keys of the K tile that
- * start at row key0, in mma layout (see the top of this file). */
+ * start at row key0, in mma layout (see the top of this file); mma.sync. */
 template <int D, bool SPLIT, int KEYS>
-__device__ __forceinline__ void warp_scores(float (&s)[2][KEYS / 8][4],
-                                            const QFrags<D, SPLIT> &qf, uint32_t s_q,
-                                            uint32_t s_q_lo, uint32_t s_k, uint32_t s_k_lo,
-                                            int key0, int warp, int lane)
+__device__ __forceinline__ void warp_scores_mma(float (&s)[2][KEYS / 8][4],
+                                                const QFrags<D, SPLIT> &qf, uint32_t s_q,
+                                                uint32_t s_q_lo, uint32_t s_k, uint32_t s_k_lo,
+                                                int key0, int warp, int lane)
 {
 #pragma unroll
     for (int mt = 0; mt < 2; mt++)
@@ -253,6 +334,67 @@ __device__ __forceinline__ void warp_scores(float (&s)[2][KEYS / 8][4],
     }
 }
 
+#if PARO_WGMMA
+/* The same with wgmma, for what it covers (wg_covers below): d = 64, whose
+ * Tile<64> is the 128-byte swizzle, and bf16 inputs, whose Q fragments stay
+ * in registers as the A operand.  wgmma m64 takes warp w's fragments as rows
+ * 16w.. of the 64 and gives its accumulators back in the mma.sync C layout
+ * of those rows, so each warp gets its own scores, laid out as above, from
+ * two wgmma chains (one per m tile).  Every warp of the warpgroup must call
+ * it with the same K tile and key0. */
+template <int KEYS>
+__device__ __forceinline__ void warp_scores_wg(float (&s)[2][KEYS / 8][4],
+                                               const uint32_t (&qa)[2][4][4], uint32_t s_k,
+                                               int key0)
+{
+    const uint64_t desc = wg_desc_sw128(s_k + key0 * Tile<64>::kRowBytes);
+    wg_fence();
+#pragma unroll
+    for (int mt = 0; mt < 2; mt++) {
+        float(&d)[KEYS / 2] = *reinterpret_cast<float(*)[KEYS / 2]>(&s[mt][0][0]);
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++) {
+            /* k step kk: the next 32 bytes of every row (the hardware
+             * applies the swizzle to the address it forms). */
+            if constexpr (KEYS == 32)
+                wg_mma_n32(d, qa[mt][kk], desc + 2 * kk, kk > 0);
+            else
+                wg_mma_n64(d, qa[mt][kk], desc + 2 * kk, kk > 0);
+        }
+    }
+    wg_commit_and_wait();
+#pragma unroll
+    for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+        for (int t = 0; t < KEYS / 8; t++)
+#pragma unroll
+            for (int e = 0; e < 4; e++)
+                wg_hold(s[mt][t][e]);
+}
+#endif
+
+template <int D, bool SPLIT, int KEYS>
+constexpr bool wg_covers = PARO_WGMMA && D == 64 && !SPLIT && QFrags<D, SPLIT>::kInRegs &&
+                           (KEYS == 32 || KEYS == 64);
+
+/* S for one warp: its 32 query rows against the KEYS keys of the K tile that
+ * start at row key0, in mma layout (see the top of this file).  With wgmma,
+ * every warp of the thread block must call it alike (it does: the kernels
+ * step through keys in lockstep, one barrier a step). */
+template <int D, bool SPLIT, int KEYS>
+__device__ __forceinline__ void warp_scores(float (&s)[2][KEYS / 8][4],
+                                            const QFrags<D, SPLIT> &qf, uint32_t s_q,
+                                            uint32_t s_q_lo, uint32_t s_k, uint32_t s_k_lo,
+                                            int key0, int warp, int lane)
+{
+#if PARO_WGMMA
+    if constexpr (wg_covers<D, SPLIT, KEYS>)
+        warp_scores_wg<KEYS>(s, qf.a, s_k, key0);
+    else
+#endif
+        warp_scores_mma<D, SPLIT, KEYS>(s, qf, s_q, s_q_lo, s_k, s_k_lo, key0, warp, lane);
+}
+
 /* Query row (within the block) of the thread's row slot r = 2*mt + h. */
 __device__ __forceinline__ int thread_row(int warp, int lane, int r)
 {
@@ -288,6 +430,15 @@ __device__ __forceinline__ float quad_max(float x)
 {
     x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
     return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
+}
+
+/* Dynamic shared memory rounded up to 1024 bytes, where wgmma's swizzled
+ * tiles must start (static shared arrays come first and leave it anywhere);
+ * the host asks for kSmemSlack more bytes than the kernel lays out. */
+constexpr int kSmemSlack = 1024;
+__device__ __forceinline__ unsigned char *aligned_smem(unsigned char *p)
+{
+    return p + ((kSmemSlack - (smem_addr(p) & (kSmemSlack - 1))) & (kSmemSlack - 1));
 }
 
 struct HeadInputs {

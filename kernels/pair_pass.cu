@@ -123,7 +123,8 @@ __global__ void __launch_bounds__(kCtaRows, PARO_PAIR_MIN_BLOCKS) pair_pass_kern
     static_assert(kCtaRows == PARO_PAIR_CTA_ROWS && kWarpRows == PARO_PAIR_WARP_ROWS,
                   "the plan's thread block is the kernels'");
     using Sm = Smem<D, kCtaRows, kChunk, SPLIT>;
-    extern __shared__ __align__(128) unsigned char smem[];
+    extern __shared__ __align__(128) unsigned char smem_raw[];
+    unsigned char *const smem = aligned_smem(smem_raw);
     __shared__ uint32_t group_qb[kCtaWarps][PARO_PAIR_MAX_ROW_GROUPS];
     __shared__ int group_slot[kCtaWarps][PARO_PAIR_MAX_ROW_GROUPS];
     /* B's tiles of the step, by B query block of the thread block: fixed-point
@@ -446,7 +447,8 @@ size_t base_bytes(int d, bool split)
 
 size_t paro_pair_smem_bytes(int d, bool split, int nk)
 {
-    return base_bytes(d, split) + 2 * kTableBytes + (size_t)PARO_PAIR_MAX_QA * nk * 3 * sizeof(unsigned);
+    return base_bytes(d, split) + kSmemSlack + 2 * kTableBytes +
+           (size_t)PARO_PAIR_MAX_QA * nk * 3 * sizeof(unsigned);
 }
 
 cudaError_t paro_pair_prepare(int d, int nk)

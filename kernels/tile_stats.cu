@@ -82,7 +82,8 @@ template <int D, bool SPLIT>
 __global__ void __launch_bounds__(kCtaRows, 4) row_stats_kernel(RowArgs args)
 {
     constexpr int BQ = kCtaRows, BK = kRowKeys, kThreads = kCtaRows;
-    extern __shared__ __align__(128) unsigned char smem[];
+    extern __shared__ __align__(128) unsigned char smem_raw[];
+    unsigned char *const smem = aligned_smem(smem_raw);
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int head = blockIdx.y, pos0 = blockIdx.x * BQ, n = args.n;
     const size_t head_off = (size_t)head * n * D;
@@ -201,7 +202,8 @@ __global__ void __launch_bounds__(kCtaRows, PARO_TILE_MIN_BLOCKS * 128 / kCtaRow
     constexpr int kWarps = kCtaWarps, kThreads = kCtaRows;
     constexpr int kBlocks = kCtaRows / BQ;          /* query blocks per thread block */
     constexpr int kWarpsPerBlock = BQ / kWarpRows;
-    extern __shared__ __align__(128) unsigned char smem[];
+    extern __shared__ __align__(128) unsigned char smem_raw[];
+    unsigned char *const smem = aligned_smem(smem_raw);
     __shared__ float red_sum[2][kWarps], red_max[2][kWarps];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int qblock0 = blockIdx.x * kBlocks, head = blockIdx.y, slot = args.slot0 + blockIdx.z;
@@ -350,7 +352,8 @@ __global__ void __launch_bounds__(kCtaRows, PARO_TILE_MIN_BLOCKS * 128 / kCtaRow
     first_pass_kernel(FirstArgs args)
 {
     constexpr int kThreads = kCtaRows, kBlocks = kCtaRows / BQ;
-    extern __shared__ __align__(128) unsigned char smem[];
+    extern __shared__ __align__(128) unsigned char smem_raw[];
+    unsigned char *const smem = aligned_smem(smem_raw);
     __shared__ float log_norm[kCtaRows]; /* per row: max + log2(sum); +inf past the end */
     __shared__ int item_s;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -548,13 +551,13 @@ size_t tile_row_smem(int blocks_per_cta, int nk)
 template <int D, int BQ, int BK, bool SPLIT> Kernels make_kernels()
 {
     /* Q, two K buffers (each twice with lo parts); the row pass's keys per
-     * step are its own. */
+     * step are its own.  kSmemSlack: room to start them on 1024 bytes. */
     return {row_stats_kernel<D, SPLIT>,
-            Smem<D, kCtaRows, kRowKeys, SPLIT>::kBytes,
+            Smem<D, kCtaRows, kRowKeys, SPLIT>::kBytes + kSmemSlack,
             tile_stats_kernel<D, BQ, BK, SPLIT>,
-            Smem<D, kCtaRows, BK, SPLIT>::kBytes,
+            Smem<D, kCtaRows, BK, SPLIT>::kBytes + kSmemSlack,
             first_pass_kernel<D, BQ, BK, SPLIT>,
-            Smem<D, kCtaRows, BK, SPLIT>::kBytes,
+            Smem<D, kCtaRows, BK, SPLIT>::kBytes + kSmemSlack,
             kCtaRows / BQ};
 }
 
