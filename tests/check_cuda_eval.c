@@ -59,10 +59,7 @@ START_TEST(gpu_eval_matches_cpu)
     const eval_case *c = &cases[_i];
     char *dir = tu_mkdtemp();
     char *mpath = tu_write_capture(dir, &c->cap);
-    paro_errinfo ei;
-    paro_errinfo_clear(&ei);
-    paro_manifest *m = NULL;
-    ck_assert_msg(paro_manifest_load(mpath, &m, &ei) == PARO_OK, "%s", ei.msg);
+    paro_manifest *m = tu_load_manifest(mpath);
     paro_calib_config cc;
     paro_calib_config_default(&cc);
     cc.block_q = c->bq;
@@ -73,8 +70,7 @@ START_TEST(gpu_eval_matches_cpu)
     uint32_t calib = 0;
     cc.samples = &calib;
     cc.n_samples = 1;
-    paro_plan *plan = NULL;
-    ck_assert_msg(paro_calibrate(m, &cc, &plan, &ei) == PARO_OK, "%s", ei.msg);
+    paro_plan *plan = tu_calibrate(m, &cc);
 
     static const double sweep[3] = {0.1, 0.3, 0.6};
     paro_eval_config ec;
@@ -85,6 +81,8 @@ START_TEST(gpu_eval_matches_cpu)
         ec.n_sweep = 3;
     }
     paro_eval_result *r[3] = {NULL, NULL, NULL};
+    paro_errinfo ei;
+    paro_errinfo_clear(&ei);
     const paro_device devices[3] = {PARO_DEVICE_CPU, PARO_DEVICE_CUDA, PARO_DEVICE_CUDA};
     for (int i = 0; i < 3; i++) {
         ec.device = devices[i];

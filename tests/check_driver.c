@@ -23,7 +23,7 @@
 
 #include "backend.h"   /* paro_backend, paro_backend_cpu_open */
 #include "calibrate.h" /* paro_calibrate */
-#include "manifest.h"  /* paro_manifest_load */
+#include "manifest.h"  /* paro_manifest_free */
 #include "testutil.h"  /* tu_capture, tu_write_capture, tu_read_file */
 
 #define MAX_SAMPLES 4
@@ -227,15 +227,6 @@ static paro_err lender_open(void *user, paro_backend *b, const paro_backend_shap
     return rc;
 }
 
-static paro_plan *run(const paro_manifest *m, paro_calib_config *cfg)
-{
-    paro_errinfo ei;
-    paro_errinfo_clear(&ei);
-    paro_plan *p = NULL;
-    ck_assert_msg(paro_calibrate(m, cfg, &p, &ei) == PARO_OK, "%s", ei.msg);
-    return p;
-}
-
 /* Six layers, two samples each in two buckets: every seal from the third
  * layer on writes over a set lent before, and the lane cycles through its
  * three sets of stats twice.  Blocks of one token make scoring a layer
@@ -249,10 +240,7 @@ START_TEST(lent_sums_outlive_their_scoring)
     char *dir = tu_mkdtemp();
     char *mpath = tu_write_capture(dir, &cs);
     char *journal = tu_path(dir, "plan.journal");
-    paro_errinfo ei;
-    paro_errinfo_clear(&ei);
-    paro_manifest *m = NULL;
-    ck_assert_msg(paro_manifest_load(mpath, &m, &ei) == PARO_OK, "%s", ei.msg);
+    paro_manifest *m = tu_load_manifest(mpath);
 
     paro_calib_config cfg;
     paro_calib_config_default(&cfg);
@@ -260,13 +248,13 @@ START_TEST(lent_sums_outlive_their_scoring)
     cfg.n_buckets = 2;
     cfg.threads = 2;
     cfg.device = PARO_DEVICE_CPU;
-    paro_plan *ref = run(m, &cfg);
+    paro_plan *ref = tu_calibrate(m, &cfg);
 
     lender_report report = {journal, 0, 0, 0, ""};
     cfg.journal = journal;
     cfg.open_backend = lender_open;
     cfg.open_backend_user = &report;
-    paro_plan *lent = run(m, &cfg);
+    paro_plan *lent = tu_calibrate(m, &cfg);
     ck_assert_msg(report.violations == 0, "%d broken promises, the first: %s", report.violations,
                   report.why);
     ck_assert_int_eq(report.seal_checks, (int)cs.layers - 2);

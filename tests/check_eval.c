@@ -21,24 +21,6 @@
 
 /* ---- tiny captures ------------------------------------------------------ */
 
-static paro_manifest *load_manifest(const char *path)
-{
-    paro_errinfo ei;
-    paro_errinfo_clear(&ei);
-    paro_manifest *m = NULL;
-    ck_assert_msg(paro_manifest_load(path, &m, &ei) == PARO_OK, "%s", ei.msg);
-    return m;
-}
-
-static paro_plan *calibrate(const paro_manifest *m, const paro_calib_config *cfg)
-{
-    paro_errinfo ei;
-    paro_errinfo_clear(&ei);
-    paro_plan *p = NULL;
-    ck_assert_msg(paro_calibrate(m, cfg, &p, &ei) == PARO_OK, "%s", ei.msg);
-    return p;
-}
-
 static paro_eval_result *evaluate(const paro_manifest *m, const paro_plan *p,
                                   const paro_eval_config *cfg)
 {
@@ -489,7 +471,7 @@ START_TEST(eval_matches_brute_force)
     const brute_case *bc = &brute_cases[_i];
     char *dir = tu_mkdtemp();
     char *mpath = tu_write_capture(dir, &bc->cap);
-    paro_manifest *m = load_manifest(mpath);
+    paro_manifest *m = tu_load_manifest(mpath);
     paro_calib_config cc;
     paro_calib_config_default(&cc);
     cc.block_q = bc->bq;
@@ -506,7 +488,7 @@ START_TEST(eval_matches_brute_force)
         cc.layers = &layer1;
         cc.n_layers = 1;
     }
-    paro_plan *plan = calibrate(m, &cc);
+    paro_plan *plan = tu_calibrate(m, &cc);
     if (bc->keep_last)
         assert_last_kept(plan);
     paro_eval_config ec;
@@ -542,7 +524,7 @@ START_TEST(underflowing_rows_are_renormalised)
     tu_capture cs = {{2, 3, 4}, 4, 0, 1, 2, 16, 2, 1, 1, 31};
     char *dir = tu_mkdtemp();
     char *mpath = tu_write_capture(dir, &cs);
-    paro_manifest *m = load_manifest(mpath);
+    paro_manifest *m = tu_load_manifest(mpath);
     paro_calib_config cc;
     paro_calib_config_default(&cc);
     cc.block_q = cc.block_k = 8;
@@ -550,7 +532,7 @@ START_TEST(underflowing_rows_are_renormalised)
     uint32_t calib = 0;
     cc.samples = &calib;
     cc.n_samples = 1;
-    paro_plan *plan = calibrate(m, &cc);
+    paro_plan *plan = tu_calibrate(m, &cc);
     /* Query blocks 1 and 2 lose key block 0, where all the mass is; head 1's
      * query block 3 keeps nothing at all. */
     for (uint32_t h = 0; h < plan->heads; h++)
@@ -586,7 +568,7 @@ START_TEST(full_masks_lose_nothing_and_int8_beats_int4)
 {
     char *dir = tu_mkdtemp();
     char *mpath = tu_write_capture(dir, &small_cap);
-    paro_manifest *m = load_manifest(mpath);
+    paro_manifest *m = tu_load_manifest(mpath);
     paro_calib_config cc;
     paro_calib_config_default(&cc);
     cc.block_q = cc.block_k = 8;
@@ -594,7 +576,7 @@ START_TEST(full_masks_lose_nothing_and_int8_beats_int4)
     uint32_t calib = 0;
     cc.samples = &calib;
     cc.n_samples = 1;
-    paro_plan *plan = calibrate(m, &cc);
+    paro_plan *plan = tu_calibrate(m, &cc);
     paro_eval_config ec;
     paro_eval_config_default(&ec);
     paro_eval_result *r = evaluate(m, plan, &ec);
@@ -627,7 +609,7 @@ START_TEST(recall_on_the_calibration_sample_is_the_plans)
 {
     char *dir = tu_mkdtemp();
     char *mpath = tu_write_capture(dir, &small_cap);
-    paro_manifest *m = load_manifest(mpath);
+    paro_manifest *m = tu_load_manifest(mpath);
     paro_calib_config cc;
     paro_calib_config_default(&cc);
     cc.block_q = 8;
@@ -635,7 +617,7 @@ START_TEST(recall_on_the_calibration_sample_is_the_plans)
     uint32_t calib = 1;
     cc.samples = &calib;
     cc.n_samples = 1;
-    paro_plan *plan = calibrate(m, &cc);
+    paro_plan *plan = tu_calibrate(m, &cc);
     paro_eval_config ec;
     paro_eval_config_default(&ec);
     ec.samples = &calib;
@@ -663,14 +645,14 @@ START_TEST(results_do_not_depend_on_threads)
 {
     char *dir = tu_mkdtemp();
     char *mpath = tu_write_capture(dir, &small_cap);
-    paro_manifest *m = load_manifest(mpath);
+    paro_manifest *m = tu_load_manifest(mpath);
     paro_calib_config cc;
     paro_calib_config_default(&cc);
     cc.block_q = cc.block_k = 8;
     uint32_t calib = 0;
     cc.samples = &calib;
     cc.n_samples = 1;
-    paro_plan *plan = calibrate(m, &cc);
+    paro_plan *plan = tu_calibrate(m, &cc);
     const double sweep[] = {0.1, 0.5};
     paro_eval_config ec;
     paro_eval_config_default(&ec);
@@ -699,11 +681,11 @@ START_TEST(sample_choice_and_warnings)
 {
     char *dir = tu_mkdtemp();
     char *mpath = tu_write_capture(dir, &small_cap);
-    paro_manifest *m = load_manifest(mpath);
+    paro_manifest *m = tu_load_manifest(mpath);
     paro_calib_config cc;
     paro_calib_config_default(&cc);
     cc.block_q = cc.block_k = 8;
-    paro_plan *all = calibrate(m, &cc); /* on every sample */
+    paro_plan *all = tu_calibrate(m, &cc); /* on every sample */
     paro_eval_config ec;
     paro_eval_config_default(&ec);
     paro_eval_result *r = evaluate(m, all, &ec);
@@ -736,7 +718,7 @@ START_TEST(sample_choice_and_warnings)
     uint32_t calib[] = {0, 2}, pick[] = {1, 2};
     cc.samples = calib;
     cc.n_samples = 2;
-    paro_plan *p02 = calibrate(m, &cc);
+    paro_plan *p02 = tu_calibrate(m, &cc);
     r = evaluate(m, p02, &ec);
     ck_assert_uint_eq(r->n_samples, 1);
     ck_assert_uint_eq(r->samples[0], 1);
@@ -767,7 +749,7 @@ START_TEST(uncovered_bucket_uses_evaluation_samples)
     cs.samples = 4;
     char *dir = tu_mkdtemp();
     char *mpath = tu_write_capture(dir, &cs);
-    paro_manifest *m = load_manifest(mpath);
+    paro_manifest *m = tu_load_manifest(mpath);
     paro_calib_config cc;
     paro_calib_config_default(&cc);
     cc.block_q = cc.block_k = 8;
@@ -775,7 +757,7 @@ START_TEST(uncovered_bucket_uses_evaluation_samples)
     uint32_t calib[] = {0, 2};
     cc.samples = calib;
     cc.n_samples = 2;
-    paro_plan *plan = calibrate(m, &cc);
+    paro_plan *plan = tu_calibrate(m, &cc);
     /* Pretend the plan saw bucket 0 only. */
     plan->samples[1].bucket = 0;
     paro_eval_config ec;
@@ -800,14 +782,14 @@ START_TEST(bad_inputs_are_refused)
 {
     char *dir = tu_mkdtemp();
     char *mpath = tu_write_capture(dir, &small_cap);
-    paro_manifest *m = load_manifest(mpath);
+    paro_manifest *m = tu_load_manifest(mpath);
     paro_calib_config cc;
     paro_calib_config_default(&cc);
     cc.block_q = cc.block_k = 8;
     uint32_t calib = 0;
     cc.samples = &calib;
     cc.n_samples = 1;
-    paro_plan *plan = calibrate(m, &cc);
+    paro_plan *plan = tu_calibrate(m, &cc);
     paro_eval_config ec;
     paro_eval_config_default(&ec);
     paro_errinfo ei;
@@ -846,7 +828,7 @@ START_TEST(bad_inputs_are_refused)
     other.grid[2] = 6;
     char *dir2 = tu_mkdtemp();
     char *mpath2 = tu_write_capture(dir2, &other);
-    paro_manifest *m2 = load_manifest(mpath2);
+    paro_manifest *m2 = tu_load_manifest(mpath2);
     paro_errinfo_clear(&ei);
     ck_assert_int_eq(paro_eval(m2, plan, &ec, &r, &ei), PARO_ERR_USAGE);
     ck_assert_ptr_nonnull(strstr(ei.msg, "does not fit the capture"));
@@ -860,7 +842,7 @@ START_TEST(bad_inputs_are_refused)
     other.with_v = 0;
     dir2 = tu_mkdtemp();
     mpath2 = tu_write_capture(dir2, &other);
-    m2 = load_manifest(mpath2);
+    m2 = tu_load_manifest(mpath2);
     paro_errinfo_clear(&ei);
     ck_assert_int_eq(paro_eval(m2, plan, &ec, &r, &ei), PARO_ERR_FORMAT);
     ck_assert_ptr_nonnull(strstr(ei.msg, "eval needs V"));
@@ -882,14 +864,14 @@ START_TEST(summaries_average_heads)
 {
     char *dir = tu_mkdtemp();
     char *mpath = tu_write_capture(dir, &small_cap);
-    paro_manifest *m = load_manifest(mpath);
+    paro_manifest *m = tu_load_manifest(mpath);
     paro_calib_config cc;
     paro_calib_config_default(&cc);
     cc.block_q = cc.block_k = 8;
     uint32_t calib = 2;
     cc.samples = &calib;
     cc.n_samples = 1;
-    paro_plan *plan = calibrate(m, &cc);
+    paro_plan *plan = tu_calibrate(m, &cc);
     const double sweep = 0.4;
     paro_eval_config ec;
     paro_eval_config_default(&ec);
@@ -1051,13 +1033,13 @@ START_TEST(calibrate_lanes_give_the_same_plan)
     char *dir = tu_mkdtemp();
     tu_capture cs = {{2, 4, 4}, 4, 0, 5, 2, 16, 2, 0, 0, 21};
     char *mpath = tu_write_capture(dir, &cs);
-    paro_manifest *m = load_manifest(mpath);
+    paro_manifest *m = tu_load_manifest(mpath);
     paro_calib_config cfg;
     paro_calib_config_default(&cfg);
     cfg.block_q = cfg.block_k = 8;
     cfg.device = PARO_DEVICE_CPU;
     cfg.threads = 3;
-    paro_plan *one = calibrate(m, &cfg);
+    paro_plan *one = tu_calibrate(m, &cfg);
     uint8_t *want, *got;
     size_t want_len, got_len;
     plan_bytes(one, &want, &want_len);
@@ -1069,7 +1051,7 @@ START_TEST(calibrate_lanes_give_the_same_plan)
         cfg.n_gpus = lane_counts[i];
         cfg.progress = log_progress;
         cfg.progress_user = &log;
-        paro_plan *p = calibrate(m, &cfg);
+        paro_plan *p = tu_calibrate(m, &cfg);
         plan_bytes(p, &got, &got_len);
         ck_assert_msg(got_len == want_len && !memcmp(got, want, want_len),
                       "%u lanes: the plan differs from one lane's", lane_counts[i]);
@@ -1085,14 +1067,14 @@ START_TEST(calibrate_lanes_give_the_same_plan)
     cfg.progress = NULL;
     cfg.n_gpus = 3;
     cfg.journal = journal;
-    paro_plan *p = calibrate(m, &cfg);
+    paro_plan *p = tu_calibrate(m, &cfg);
     paro_plan_free(p);
     cfg.resume = 1;
     cfg.gpus = NULL;
     progress_log log = {0, 0, 0, 0};
     cfg.progress = log_progress;
     cfg.progress_user = &log;
-    p = calibrate(m, &cfg);
+    p = tu_calibrate(m, &cfg);
     ck_assert_uint_eq(log.total, 0); /* every layer came from the journal */
     plan_bytes(p, &got, &got_len);
     ck_assert(got_len == want_len && !memcmp(got, want, want_len));
@@ -1127,7 +1109,7 @@ START_TEST(keep_last_keeps_the_last_block_row_and_column)
     char *dir = tu_mkdtemp();
     tu_capture cs = {{2, 5, 6}, 6, 0, 2, 3, 16, 3, 1, 0, 43};
     char *mpath = tu_write_capture(dir, &cs);
-    paro_manifest *m = load_manifest(mpath);
+    paro_manifest *m = tu_load_manifest(mpath);
     static const struct {
         paro_target_mode mode;
         double value;
@@ -1146,11 +1128,11 @@ START_TEST(keep_last_keeps_the_last_block_row_and_column)
         cc.target.value = targets[i].value;
         cc.n_buckets = targets[i].buckets;
         cc.threads = 1;
-        paro_plan *plain = calibrate(m, &cc);
+        paro_plan *plain = tu_calibrate(m, &cc);
         cc.target.keep_last = 1;
-        paro_plan *last = calibrate(m, &cc);
+        paro_plan *last = tu_calibrate(m, &cc);
         cc.threads = 4;
-        paro_plan *last4 = calibrate(m, &cc);
+        paro_plan *last4 = tu_calibrate(m, &cc);
         uint8_t *b1, *b4;
         size_t n1, n4;
         plan_bytes(last, &b1, &n1);

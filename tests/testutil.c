@@ -304,3 +304,20 @@ char *tu_write_capture(const char *dir, const tu_capture *cs)
     return manifest;
 }
 
+paro_manifest *tu_load_manifest(const char *path)
+{
+    paro_errinfo ei;
+    paro_errinfo_clear(&ei);
+    paro_manifest *m = NULL;
+    ck_assert_msg(paro_manifest_load(path, &m, &ei) == PARO_OK, "%s", ei.msg);
+    return m;
+}
+
+paro_plan *tu_calibrate(const paro_manifest *m, const paro_calib_config *cfg)
+{
+    paro_errinfo ei;
+    paro_errinfo_clear(&ei);
+    paro_plan *p = NULL;
+    ck_assert_msg(paro_calibrate(m, cfg, &p, &ei) == PARO_OK, "%s", ei.msg);
+    return p;
+}

@@ -6,7 +6,10 @@
 #include <stddef.h> /* size_t */
 #include <stdint.h> /* uint32_t, uint64_t */
 
-#include "error.h" /* paro_err, paro_errinfo */
+#include "calibrate.h" /* paro_calib_config, paro_calibrate */
+#include "error.h"     /* paro_err, paro_errinfo */
+#include "manifest.h"  /* paro_manifest */
+#include "plan.h"      /* paro_plan */
 
 /* A fresh folder under $TMPDIR (or /tmp), removed by tu_rmtree. */
 char *tu_mkdtemp(void);
@@ -86,5 +89,10 @@ typedef struct tu_capture {
  * (s + 0.5) / samples.  Returns the manifest's path (malloc'ed).  At most
  * 8 layers. */
 char *tu_write_capture(const char *dir, const tu_capture *cs);
+
+/* The manifest at path, and a plan calibrated from it: a failure fails
+ * the test with the library's message. */
+paro_manifest *tu_load_manifest(const char *path);
+paro_plan *tu_calibrate(const paro_manifest *m, const paro_calib_config *cfg);
 
 #endif
