@@ -652,8 +652,7 @@ static void pinned_free(pinned *m)
  * scored (paro_cuda_layer_seal). */
 typedef struct acc_set {
     float *mass, *peak;           /* device: [n_buckets][heads][n_slots][tiles], [heads][n_slots][tiles] */
-    float *mass_host, *peak_host; /* pinned copies, filled by the download */
-    pinned mass_mem, peak_mem;    /* what they point into */
+    pinned mass_host, peak_host;  /* their copies (float), filled by the download */
     cudaEvent_t downloaded;
     cudaEvent_t *timing;          /* start/end pairs of the layer's samples */
     size_t n_timing, cap_timing;
@@ -722,9 +721,9 @@ struct paro_cuda_ctx {
     float *chunk;            /* f32 upload staging (allocated at the first f32 sample) */
     int *needs_lo;           /* device flag */
     int *needs_lo_host;      /* pinned */
-    float *host_q, *host_k;  /* pinned, [heads][n][d] f32, or bf16 in their first half */
-    pinned host_q_mem, host_k_mem; /* what they point into */
-    size_t host_bytes;       /* of each: allocated for the widest input asked for yet */
+    /* [heads][n][d] f32, or bf16 in their first half; sized for the widest
+     * input asked for yet */
+    pinned host_q, host_k;
     int host_bf16;           /* the last next_buffers call handed out bf16 */
     uint32_t *perms;         /* device [n_slots][n] */
     float *row_max, *row_inv;
@@ -821,8 +820,8 @@ extern "C" void paro_cuda_close(paro_cuda_ctx *ctx)
         acc_set *a = &ctx->acc[s];
         cudaFree(a->mass);
         cudaFree(a->peak);
-        pinned_free(&a->mass_mem);
-        pinned_free(&a->peak_mem);
+        pinned_free(&a->mass_host);
+        pinned_free(&a->peak_host);
         if (a->downloaded)
             cudaEventDestroy(a->downloaded);
         for (size_t i = 0; i < a->n_timing; i++)
@@ -852,8 +851,8 @@ extern "C" void paro_cuda_close(paro_cuda_ctx *ctx)
     cudaFree(ctx->pair_sums.max_a);
     cudaFree(ctx->pair_sums.max_b);
     cudaFreeHost(ctx->needs_lo_host);
-    pinned_free(&ctx->host_q_mem);
-    pinned_free(&ctx->host_k_mem);
+    pinned_free(&ctx->host_q);
+    pinned_free(&ctx->host_k);
     if (ctx->compute)
         cudaStreamDestroy(ctx->compute);
     if (ctx->copy)
@@ -959,13 +958,13 @@ static paro_err open_ctx(paro_cuda_ctx *ctx, const paro_cuda_geometry *g, paro_e
     const size_t rows = (size_t)g->heads * g->n_tokens;
     const size_t acc = (size_t)g->heads * g->n_slots * ctx->tiles;
     /* The pinning threads, first (see pin_job). */
-    pin_start(&ctx->pins[PIN_Q], dev, input_bytes, &ctx->host_q_mem);
-    pin_start(&ctx->pins[PIN_K], dev, input_bytes, &ctx->host_k_mem);
+    pin_start(&ctx->pins[PIN_Q], dev, input_bytes, &ctx->host_q);
+    pin_start(&ctx->pins[PIN_K], dev, input_bytes, &ctx->host_k);
     for (int s = 0; s < 2; s++) {
         acc_set *a = &ctx->acc[s];
         pin_start(&ctx->pins[PIN_SUMS + 2 * s], dev, acc * g->n_buckets * sizeof(float),
-                  &a->mass_mem);
-        pin_start(&ctx->pins[PIN_SUMS + 2 * s + 1], dev, acc * sizeof(float), &a->peak_mem);
+                  &a->mass_host);
+        pin_start(&ctx->pins[PIN_SUMS + 2 * s + 1], dev, acc * sizeof(float), &a->peak_host);
     }
     paro_err rc;
     for (int s = 0; s < 2; s++) {
@@ -1095,24 +1094,19 @@ static paro_err host_buffers(paro_cuda_ctx *ctx, size_t bytes, paro_errinfo *ei)
         paro_err rc = pin_wait(ctx, PIN_Q, 2, ei);
         if (rc)
             return rc;
-        ctx->host_q = (float *)ctx->host_q_mem.p;
-        ctx->host_k = (float *)ctx->host_k_mem.p;
-        ctx->host_bytes = ctx->pins[PIN_Q].bytes;
     }
-    if (ctx->host_bytes >= bytes)
+    pinned *inputs[2] = {&ctx->host_q, &ctx->host_k};
+    if (inputs[0]->len >= bytes && inputs[1]->len >= bytes)
         return PARO_OK;
+    /* Both freed first, so that the old and new ones are never all held;
+     * after a failure both are asked for again next time. */
     CUDA_TRY(ei, ctx->device, cudaSetDevice(ctx->device));
-    pinned_free(&ctx->host_q_mem);
-    pinned_free(&ctx->host_k_mem);
-    ctx->host_q = ctx->host_k = nullptr;
-    ctx->host_bytes = 0;
-    CUDA_TRY(ei, ctx->device, pinned_map(&ctx->host_q_mem, bytes));
-    CUDA_TRY(ei, ctx->device, pinned_register(&ctx->host_q_mem));
-    CUDA_TRY(ei, ctx->device, pinned_map(&ctx->host_k_mem, bytes));
-    CUDA_TRY(ei, ctx->device, pinned_register(&ctx->host_k_mem));
-    ctx->host_q = (float *)ctx->host_q_mem.p;
-    ctx->host_k = (float *)ctx->host_k_mem.p;
-    ctx->host_bytes = bytes;
+    for (pinned *m : inputs)
+        pinned_free(m);
+    for (pinned *m : inputs) {
+        CUDA_TRY(ei, ctx->device, pinned_map(m, bytes));
+        CUDA_TRY(ei, ctx->device, pinned_register(m));
+    }
     return PARO_OK;
 }
 
@@ -1121,8 +1115,8 @@ static paro_err hand_out(paro_cuda_ctx *ctx, int bf16, void **q, void **k, paro_
     paro_err rc = host_buffers(ctx, ctx->per_tensor * (bf16 ? 2 : 4), ei);
     if (rc)
         return rc;
-    *q = ctx->host_q;
-    *k = ctx->host_k;
+    *q = ctx->host_q.p;
+    *k = ctx->host_k.p;
     ctx->host_bf16 = bf16;
     return PARO_OK;
 }
@@ -1162,9 +1156,9 @@ static paro_err upload_sample(paro_cuda_ctx *ctx, int set, int with_lo, paro_err
     if (ctx->host_bf16) {
         /* Exactly bf16: straight into the hi parts, no lo. */
         const size_t bytes = ctx->per_tensor * sizeof(__nv_bfloat16);
-        CUDA_TRY(ei, dev, cudaMemcpyAsync(ctx->hi_q[set], ctx->host_q, bytes,
+        CUDA_TRY(ei, dev, cudaMemcpyAsync(ctx->hi_q[set], ctx->host_q.p, bytes,
                                           cudaMemcpyHostToDevice, ctx->copy));
-        CUDA_TRY(ei, dev, cudaMemcpyAsync(ctx->hi_k[set], ctx->host_k, bytes,
+        CUDA_TRY(ei, dev, cudaMemcpyAsync(ctx->hi_k[set], ctx->host_k.p, bytes,
                                           cudaMemcpyHostToDevice, ctx->copy));
         *ctx->needs_lo_host = 0;
     } else {
@@ -1175,10 +1169,11 @@ static paro_err upload_sample(paro_cuda_ctx *ctx, int set, int with_lo, paro_err
                 return rc;
         }
         CUDA_TRY(ei, dev, cudaMemsetAsync(ctx->needs_lo, 0, sizeof(int), ctx->copy));
-        paro_err rc =
-            upload(ctx, ctx->host_q, ctx->hi_q[set], with_lo ? ctx->lo_q[set] : nullptr, ei);
+        paro_err rc = upload(ctx, (const float *)ctx->host_q.p, ctx->hi_q[set],
+                             with_lo ? ctx->lo_q[set] : nullptr, ei);
         if (!rc)
-            rc = upload(ctx, ctx->host_k, ctx->hi_k[set], with_lo ? ctx->lo_k[set] : nullptr, ei);
+            rc = upload(ctx, (const float *)ctx->host_k.p, ctx->hi_k[set],
+                        with_lo ? ctx->lo_k[set] : nullptr, ei);
         if (rc)
             return rc;
         CUDA_TRY(ei, dev, cudaMemcpyAsync(ctx->needs_lo_host, ctx->needs_lo, sizeof(int),
@@ -1318,10 +1313,6 @@ extern "C" paro_err paro_cuda_layer_seal(paro_cuda_ctx *ctx, paro_errinfo *ei)
         paro_err rc = pin_wait(ctx, PIN_SUMS, 4, ei);
         if (rc)
             return rc;
-        for (int i = 0; i < 2; i++) {
-            ctx->acc[i].mass_host = (float *)ctx->acc[i].mass_mem.p;
-            ctx->acc[i].peak_host = (float *)ctx->acc[i].peak_mem.p;
-        }
     }
     CUDA_TRY(ei, dev, cudaSetDevice(dev));
     /* The download runs on its own stream, beside the next layer's uploads
@@ -1334,9 +1325,9 @@ extern "C" paro_err paro_cuda_layer_seal(paro_cuda_ctx *ctx, paro_errinfo *ei)
     cudaEventDestroy(kernels_done); /* released once the wait is satisfied */
     if (err != cudaSuccess)
         return paro_cuda_fail(ei, dev, err, "record the end of a layer", __FILE__, __LINE__);
-    CUDA_TRY(ei, dev, cudaMemcpyAsync(a->mass_host, a->mass, acc * g->n_buckets * sizeof(float),
+    CUDA_TRY(ei, dev, cudaMemcpyAsync(a->mass_host.p, a->mass, acc * g->n_buckets * sizeof(float),
                                       cudaMemcpyDeviceToHost, ctx->download));
-    CUDA_TRY(ei, dev, cudaMemcpyAsync(a->peak_host, a->peak, acc * sizeof(float),
+    CUDA_TRY(ei, dev, cudaMemcpyAsync(a->peak_host.p, a->peak, acc * sizeof(float),
                                       cudaMemcpyDeviceToHost, ctx->download));
     CUDA_TRY(ei, dev, cudaEventRecord(a->downloaded, ctx->download));
     a->state = ACC_SEALED;
@@ -1369,8 +1360,8 @@ extern "C" paro_err paro_cuda_layer_end(paro_cuda_ctx *ctx, const float **mass,
     ctx->last_layer_ms = ms;
     /* The host copies stay valid until the next paro_cuda_layer_seal. */
     a->state = ACC_FREE;
-    *mass = a->mass_host;
-    *peak = a->peak_host;
+    *mass = (float *)a->mass_host.p;
+    *peak = (float *)a->peak_host.p;
     return PARO_OK;
 }
 
