@@ -96,16 +96,7 @@ static paro_err check_config(const paro_manifest *m, const paro_calib_config *c,
     }
     if (c->layers && c->n_layers == 0)
         return BAD("no layers selected");
-    for (size_t i = 0; c->samples && i < c->n_samples; i++) {
-        if (c->samples[i] >= m->n_samples)
-            return BAD("sample %u is out of range: the capture has samples 0..%zu",
-                       c->samples[i], m->n_samples - 1);
-        if (i > 0 && c->samples[i] <= c->samples[i - 1])
-            return BAD("samples must be listed once each, in increasing order");
-    }
-    if (c->samples && c->n_samples == 0)
-        return BAD("no samples selected");
-    return PARO_OK;
+    return paro_manifest_check_samples(m, c->samples, c->n_samples, ei);
 #undef BAD
 }
 

@@ -139,16 +139,7 @@ static paro_err check_config(const paro_manifest *m, const paro_eval_config *c,
     for (size_t i = 0; i < c->n_sweep; i++)
         if (!(c->sweep[i] >= 0.0 && c->sweep[i] <= 1.0))
             return BAD("sweep density %g is not in [0, 1]", c->sweep[i]);
-    for (size_t i = 0; c->samples && i < c->n_samples; i++) {
-        if (c->samples[i] >= m->n_samples)
-            return BAD("sample %u is out of range: the capture has samples 0..%zu",
-                       c->samples[i], m->n_samples - 1);
-        if (i > 0 && c->samples[i] <= c->samples[i - 1])
-            return BAD("samples must be listed once each, in increasing order");
-    }
-    if (c->samples && c->n_samples == 0)
-        return BAD("no samples selected");
-    return PARO_OK;
+    return paro_manifest_check_samples(m, c->samples, c->n_samples, ei);
 }
 
 /* The plan must describe this capture's attention: same tokens, heads and

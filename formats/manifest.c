@@ -846,3 +846,22 @@ paro_err paro_sample_read(paro_sample_file *sf, paro_kind kind, uint32_t layer, 
 }
 
 paro_tensor_file *paro_sample_tensors(paro_sample_file *sf) { return sf->tf; }
+
+paro_err paro_manifest_check_samples(const paro_manifest *m, const uint32_t *samples, size_t n,
+                                     paro_errinfo *ei)
+{
+    if (!samples)
+        return PARO_OK;
+    if (n == 0)
+        return paro_error(ei, PARO_ERR_USAGE, NULL, PARO_NO_OFFSET, "no samples selected");
+    for (size_t i = 0; i < n; i++) {
+        if (samples[i] >= m->n_samples)
+            return paro_error(ei, PARO_ERR_USAGE, NULL, PARO_NO_OFFSET,
+                              "sample %u is out of range: the capture has samples 0..%zu",
+                              samples[i], m->n_samples - 1);
+        if (i > 0 && samples[i] <= samples[i - 1])
+            return paro_error(ei, PARO_ERR_USAGE, NULL, PARO_NO_OFFSET,
+                              "samples must be listed once each, in increasing order");
+    }
+    return PARO_OK;
+}

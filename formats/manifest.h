@@ -64,6 +64,12 @@ typedef struct paro_manifest {
 paro_err paro_manifest_load(const char *path, paro_manifest **out, paro_errinfo *ei);
 void paro_manifest_free(paro_manifest *m);
 
+/* A selection of samples given by the user (NULL: all of them): each in
+ * range, listed once, in increasing order, and not none.  PARO_ERR_USAGE
+ * says which rule a list breaks. */
+paro_err paro_manifest_check_samples(const paro_manifest *m, const uint32_t *samples, size_t n,
+                                     paro_errinfo *ei);
+
 /* Path of sample i's file (manifest folder + file); caller frees. */
 char *paro_manifest_sample_path(const paro_manifest *m, size_t i);
 /* Tensor name for kind and layer, e.g. "layers.3.q"; caller frees. */
