@@ -1088,6 +1088,15 @@ START_TEST(calibrate_lanes_give_the_same_plan)
     paro_errinfo ei;
     paro_errinfo_clear(&ei);
     ck_assert_int_eq(paro_calibrate(m, &cfg, &p, &ei), PARO_ERR_USAGE);
+    /* and so is a sample listed twice */
+    cfg.gpus = NULL;
+    cfg.n_gpus = 0;
+    static const uint32_t twice[2] = {1, 1};
+    cfg.samples = twice;
+    cfg.n_samples = 2;
+    paro_errinfo_clear(&ei);
+    ck_assert_int_eq(paro_calibrate(m, &cfg, &p, &ei), PARO_ERR_USAGE);
+    ck_assert_str_eq(ei.msg, "samples must be listed once each, in increasing order");
     free(want);
     free(journal);
     paro_plan_free(one);

@@ -703,6 +703,25 @@ START_TEST(manifest_full)
     name = paro_manifest_tensor_name(m, PARO_KIND_K, 0);
     ck_assert_str_eq(name, "0/k");
     free(name);
+
+    /* Sample selections: all, in range and increasing, or refused saying why. */
+    static const uint32_t fine[] = {0, 2}, past[] = {1, 3}, twice[] = {1, 1}, down[] = {2, 0};
+    ck_assert_int_eq(paro_manifest_check_samples(m, NULL, 0, &ei), PARO_OK);
+    ck_assert_int_eq(paro_manifest_check_samples(m, fine, 2, &ei), PARO_OK);
+    const struct {
+        const uint32_t *list;
+        size_t n;
+        const char *why;
+    } bad[] = {{past, 2, "sample 3 is out of range: the capture has samples 0..2"},
+               {twice, 2, "samples must be listed once each, in increasing order"},
+               {down, 2, "samples must be listed once each, in increasing order"},
+               {fine, 0, "no samples selected"}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        paro_errinfo_clear(&ei);
+        ck_assert_int_eq(paro_manifest_check_samples(m, bad[i].list, bad[i].n, &ei),
+                         PARO_ERR_USAGE);
+        ck_assert_str_eq(ei.msg, bad[i].why);
+    }
     paro_manifest_free(m);
     free(path);
     tu_rmtree(dir);
