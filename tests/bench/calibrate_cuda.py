@@ -180,6 +180,9 @@ def main():
         "shape": {"heads": HEADS, "grid": list(GRID), "text_tokens": TEXT, "tokens": n,
                   "head_dim": HEAD_DIM, "dtype": "bf16", "block": BLOCK},
         "torch": torch.__version__,
+        # paro's build: version, plan format and the CUDA architecture it was built for
+        "paro_build": subprocess.run([args.paro, "version"], check=True, capture_output=True,
+                                     text=True).stdout.splitlines(),
     }
 
     # 1. flash forward of the layer
