@@ -9,7 +9,8 @@
 #   V=1                         show the commands
 #   SANITIZE=address,undefined  build everything with sanitizers (in build-san/)
 #   HAVE_CUDA=0|1               default: 1 when nvcc is found
-#   CUDA_ARCH=sm_90a            GPU architecture for nvcc (sm_90a: H100/H200 with wgmma)
+#   CUDA_ARCH=sm_90a            GPU architecture for nvcc (default: sm_90a, H100/H200
+#                               with wgmma, from CUDA 12 on; sm_90 before)
 #   REQUIRE_CUDA=1              the CUDA test suite must run (a skip fails)
 #   PREFIX=/usr/local DESTDIR=  for install
 -include config.mak
@@ -42,7 +43,12 @@ CUDART_SHARED := $(firstword $(wildcard $(addsuffix /libcudart.so,$(CUDA_LIBDIRS
 CUDART_LIBS := $(strip $(if $(CUDART_STATIC),-L$(dir $(CUDART_STATIC)) -lcudart_static,\
                $(if $(CUDART_SHARED),-L$(dir $(CUDART_SHARED)) -Wl$(comma)-rpath$(comma)$(dir $(CUDART_SHARED)) -lcudart)))
 HAVE_CUDA ?= $(if $(and $(wildcard $(NVCC)),$(CUDART_LIBS)),1,0)
-CUDA_ARCH ?= sm_90a
+ifndef CUDA_ARCH
+# sm_90a (H100/H200 with wgmma) where nvcc knows it, from CUDA 12 on; older
+# toolkits (Debian's 11.8) build for sm_90 and the kernels use mma.sync.
+NVCC_MAJOR := $(if $(NVCC),$(shell $(NVCC) --version 2>/dev/null | sed -n 's/.*release \([0-9]*\)\..*/\1/p'))
+CUDA_ARCH := $(if $(filter-out 1 2 3 4 5 6 7 8 9 10 11,$(NVCC_MAJOR)),sm_90a,sm_90)
+endif
 
 SANITIZE ?=
 BUILD ?= $(if $(SANITIZE),build-san,build)

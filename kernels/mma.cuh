@@ -375,7 +375,7 @@ __device__ __forceinline__ void warp_scores_wg(float (&s)[2][KEYS / 8][4],
 
 template <int D, bool SPLIT, int KEYS>
 constexpr bool wg_covers = PARO_WGMMA && D == 64 && !SPLIT && QFrags<D, SPLIT>::kInRegs &&
-                           (KEYS == 32 || KEYS == 64);
+                           (KEYS == 32 || KEYS == 64) && kCtaRows % 128 == 0; /* whole warpgroups */
 
 /* S for one warp: its 32 query rows against the KEYS keys of the K tile that
  * start at row key0, in mma layout (see the top of this file).  With wgmma,
