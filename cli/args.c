@@ -1,9 +1,11 @@
 /* paro — option parsing shared by the subcommands, and help printing. */
 #include <errno.h>  /* errno, ERANGE */
+#include <limits.h> /* INT_MAX */
 #include <math.h>   /* isfinite */
 #include <stdarg.h> /* va_list */
 #include <stdlib.h> /* strtoull, strtod, malloc, qsort */
 #include <string.h> /* strchr, strlen, memcpy */
+#include <unistd.h> /* sysconf */
 
 #include "cli.h"
 
@@ -309,4 +311,10 @@ int cli_parse_list(const char *opt, const char *s, uint32_t limit, uint32_t **ou
     *out = v;
     *n = (uint32_t)w;
     return 0;
+}
+
+int cli_cores(void)
+{
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    return cores > 0 && cores < INT_MAX ? (int)cores : 1;
 }

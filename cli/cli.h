@@ -89,6 +89,9 @@ int cli_parse_block(const char *opt, const char *s, uint32_t *bq, uint32_t *bk);
 /* "0,2,5-7" into a sorted list of distinct values < limit; malloc'ed. */
 int cli_parse_list(const char *opt, const char *s, uint32_t limit, uint32_t **out, uint32_t *n);
 
+/* The cores online: the default of -j (at least 1). */
+int cli_cores(void);
+
 /* Progress bar on stderr (only when enabled: see g_progress). */
 typedef struct cli_progress {
     int enabled;

@@ -291,8 +291,7 @@ int cmd_calibrate(int argc, char **argv)
     };
     paro_calib_config cfg;
     paro_calib_config_default(&cfg);
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    cfg.threads = cores > 0 ? (int)cores : 1;
+    cfg.threads = cli_cores();
     /* 80% of the memory this process may use: the machine's, or its
      * container's when that is less */
     long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);

@@ -6,7 +6,6 @@
 #include <stdio.h>       /* printf, snprintf */
 #include <stdlib.h>      /* free, malloc, strtod */
 #include <string.h>      /* strcmp, strchr, strlen, memcpy, memset, strpbrk */
-#include <unistd.h>      /* sysconf */
 
 #include "calibrate.h" /* paro_device */
 #include "cli.h"
@@ -448,8 +447,7 @@ int cmd_eval(int argc, char **argv)
     };
     paro_eval_config cfg;
     paro_eval_config_default(&cfg);
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    cfg.threads = cores > 0 ? (int)cores : 1;
+    cfg.threads = cli_cores();
     const char *manifest_path = NULL, *plan_path = NULL, *samples_arg = NULL, *png = NULL;
     double *sweep = NULL;
     int json = 0, opt;

@@ -3,7 +3,6 @@
 #include <stdlib.h>   /* calloc, free */
 #include <string.h>   /* strcmp */
 #include <sys/stat.h> /* stat */
-#include <unistd.h>   /* sysconf */
 
 #include "cli.h"
 #include "plan.h" /* paro_plan_read, paro_plan_merge_named, paro_plan_write */
@@ -60,8 +59,7 @@ int cmd_merge(int argc, char **argv)
         paro_plan_merge_named((const paro_plan *const *)parts, (const char *const *)argv + optind,
                               n, &merged, &ei))
         rc = cli_fail(&ei);
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    if (rc == EXIT_OK && paro_plan_write(merged, out, cores > 0 ? (int)cores : 1, &ei))
+    if (rc == EXIT_OK && paro_plan_write(merged, out, cli_cores(), &ei))
         rc = cli_fail(&ei);
     if (rc == EXIT_OK) {
         struct stat st;
