@@ -1,17 +1,17 @@
 /* paro eval — what a plan does to attention on held-out samples, against
  * capture order at the same density (calib/EVAL.md defines the numbers). */
 #include <cjson/cJSON.h> /* cJSON_* (--json) */
-#include <math.h>        /* isfinite, isnan */
+#include <math.h>        /* isnan */
 #include <signal.h>      /* sigaction, SIGINT, SIGTERM */
 #include <stdio.h>       /* printf, snprintf */
-#include <stdlib.h>      /* free, malloc, strtod */
-#include <string.h>      /* strcmp, strchr, strlen, memcpy, memset, strpbrk */
+#include <stdlib.h>      /* free, malloc */
+#include <string.h>      /* strcmp, strchr, strlen, memcpy, memset */
 
 #include "calibrate.h" /* paro_device */
 #include "cli.h"
 #include "eval.h"      /* paro_eval, paro_eval_result */
 #include "eval_picture.h" /* paro_eval_sweep_picture */
-#include "json_util.h" /* paro_json_print_line */
+#include "json_util.h" /* paro_json_print_line, paro_json_put, paro_json_double, … */
 #include "manifest.h"  /* paro_manifest_load */
 #include "order.h"     /* paro_order_name, PARO_ORDER_FHW */
 #include "plan.h"      /* paro_plan_read */
@@ -232,57 +232,12 @@ static void print_text(const paro_eval_result *r, const paro_plan *plan, const c
 
 /* ---- JSON ---------------------------------------------------------------- */
 
-/* Shortest of %.15g..%.17g that reads back exactly; null when not finite
- * (as PLAN.md formats doubles). */
-static cJSON *json_number(double v)
-{
-    char buf[32];
-    if (!isfinite(v))
-        return cJSON_CreateNull();
-    for (int prec = 15; prec <= 17; prec++) {
-        snprintf(buf, sizeof buf, "%.*g", prec, v);
-        if (strtod(buf, NULL) == v)
-            break;
-    }
-    if (!strpbrk(buf, ".eE"))
-        memcpy(buf + strlen(buf), ".0", 3);
-    return cJSON_CreateRaw(buf);
-}
-
-static cJSON *json_uint(uint64_t v)
-{
-    char buf[24];
-    snprintf(buf, sizeof buf, "%llu", (unsigned long long)v);
-    return cJSON_CreateRaw(buf);
-}
-
-static cJSON *json_int(int64_t v)
-{
-    char buf[24];
-    snprintf(buf, sizeof buf, "%lld", (long long)v);
-    return cJSON_CreateRaw(buf);
-}
-
-/* Adds item under key (object) or at the end (key NULL, array); returns 0, or
- * -1 when out of memory. */
-static int put(cJSON *to, const char *key, cJSON *item)
-{
-    if (!item)
-        return -1;
-    cJSON_bool ok = key ? cJSON_AddItemToObject(to, key, item) : cJSON_AddItemToArray(to, item);
-    if (!ok) {
-        cJSON_Delete(item);
-        return -1;
-    }
-    return 0;
-}
-
 /* The per-bucket values of (layer slot l, head h) from a [L][B][H] array. */
 static cJSON *bucket_array(const paro_eval_result *r, const double *arr, uint32_t l, uint32_t h)
 {
     cJSON *a = cJSON_CreateArray();
     for (uint32_t b = 0; a && b < r->n_buckets; b++)
-        if (put(a, NULL, json_number(arr[paro_eval_bucket_index(r, l, b, h)])) < 0) {
+        if (paro_json_put(a, NULL, paro_json_double(arr[paro_eval_bucket_index(r, l, b, h)])) < 0) {
             cJSON_Delete(a);
             return NULL;
         }
@@ -302,11 +257,11 @@ static cJSON *summary_object(const paro_eval_result *r, int l)
     cJSON *o = cJSON_CreateObject();
     int bad = !o;
     if (!bad && l >= 0)
-        bad = put(o, "layer", json_uint(r->layers[l])) < 0;
+        bad = paro_json_put(o, "layer", paro_json_uint(r->layers[l])) < 0;
     if (!bad)
-        bad = put(o, "heads", json_uint(l >= 0 ? r->heads : (uint64_t)r->n_layers * r->heads));
+        bad = paro_json_put(o, "heads", paro_json_uint(l >= 0 ? r->heads : (uint64_t)r->n_layers * r->heads));
     for (int m = 0; !bad && m < PARO_EVAL_N_METRICS; m++)
-        bad = put(o, paro_eval_metric_name(m), json_number(x[m])) < 0;
+        bad = paro_json_put(o, paro_eval_metric_name(m), paro_json_double(x[m])) < 0;
     if (bad) {
         cJSON_Delete(o);
         return NULL;
@@ -319,19 +274,19 @@ static cJSON *head_object(const paro_eval_result *r, uint32_t l, uint32_t h)
     cJSON *o = cJSON_CreateObject();
     const double *x = paro_eval_head_metrics(r, l, h);
     int bad = !o;
-    bad = bad || put(o, "layer", json_uint(r->layers[l])) < 0;
-    bad = bad || put(o, "head", json_uint(h)) < 0;
+    bad = bad || paro_json_put(o, "layer", paro_json_uint(r->layers[l])) < 0;
+    bad = bad || paro_json_put(o, "head", paro_json_uint(h)) < 0;
     bad = bad ||
-          put(o, "order", cJSON_CreateString(paro_order_name(r->order[(size_t)l * r->heads + h]))) <
+          paro_json_put(o, "order", cJSON_CreateString(paro_order_name(r->order[(size_t)l * r->heads + h]))) <
               0;
-    bad = bad || put(o, "density", bucket_array(r, r->density, l, h)) < 0;
-    bad = bad || put(o, "density_capture_order", bucket_array(r, r->density_capture, l, h)) < 0;
-    bad = bad || put(o, "recall", bucket_array(r, r->recall, l, h)) < 0;
-    bad = bad || put(o, "recall_capture_order", bucket_array(r, r->recall_capture, l, h)) < 0;
+    bad = bad || paro_json_put(o, "density", bucket_array(r, r->density, l, h)) < 0;
+    bad = bad || paro_json_put(o, "density_capture_order", bucket_array(r, r->density_capture, l, h)) < 0;
+    bad = bad || paro_json_put(o, "recall", bucket_array(r, r->recall, l, h)) < 0;
+    bad = bad || paro_json_put(o, "recall_capture_order", bucket_array(r, r->recall_capture, l, h)) < 0;
     for (int m = 0; !bad && m < PARO_EVAL_N_METRICS; m++) {
         char key[64];
         snprintf(key, sizeof key, "%s%s", paro_eval_metric_name(m), is_bucketed(m) ? "_mean" : "");
-        bad = put(o, key, json_number(x[m])) < 0;
+        bad = paro_json_put(o, key, paro_json_double(x[m])) < 0;
     }
     if (bad) {
         cJSON_Delete(o);
@@ -345,12 +300,12 @@ static cJSON *sample_object(const paro_manifest *m, uint32_t index, uint32_t buc
     const paro_sample *s = &m->samples[index];
     cJSON *o = cJSON_CreateObject();
     int bad = !o;
-    bad = bad || put(o, "index", json_uint(index)) < 0;
-    bad = bad || put(o, "prompt", json_int(s->prompt)) < 0;
-    bad = bad || put(o, "timestep", json_number(s->timestep)) < 0;
+    bad = bad || paro_json_put(o, "index", paro_json_uint(index)) < 0;
+    bad = bad || paro_json_put(o, "prompt", paro_json_int(s->prompt)) < 0;
+    bad = bad || paro_json_put(o, "timestep", paro_json_double(s->timestep)) < 0;
     if (s->step >= 0)
-        bad = bad || put(o, "step", json_int(s->step)) < 0;
-    bad = bad || put(o, "bucket", json_uint(bucket)) < 0;
+        bad = bad || paro_json_put(o, "step", paro_json_int(s->step)) < 0;
+    bad = bad || paro_json_put(o, "bucket", paro_json_uint(bucket)) < 0;
     if (bad) {
         cJSON_Delete(o);
         return NULL;
@@ -363,63 +318,63 @@ static char *eval_json(const paro_eval_result *r, const paro_plan *plan, const c
 {
     cJSON *root = cJSON_CreateObject(), *a;
     int bad = !root;
-    bad = bad || put(root, "schema", cJSON_CreateString("paro-eval/v1")) < 0;
-    bad = bad || put(root, "plan", cJSON_CreateString(plan_path)) < 0;
-    bad = bad || put(root, "manifest", cJSON_CreateString(m->path)) < 0;
-    bad = bad || put(root, "model", cJSON_CreateString(plan->model)) < 0;
-    if (!bad && put(root, "block", a = cJSON_CreateArray()) == 0) {
-        bad = put(a, NULL, json_uint(plan->block_q)) < 0 ||
-              put(a, NULL, json_uint(plan->block_k)) < 0;
+    bad = bad || paro_json_put(root, "schema", cJSON_CreateString("paro-eval/v1")) < 0;
+    bad = bad || paro_json_put(root, "plan", cJSON_CreateString(plan_path)) < 0;
+    bad = bad || paro_json_put(root, "manifest", cJSON_CreateString(m->path)) < 0;
+    bad = bad || paro_json_put(root, "model", cJSON_CreateString(plan->model)) < 0;
+    if (!bad && paro_json_put(root, "block", a = cJSON_CreateArray()) == 0) {
+        bad = paro_json_put(a, NULL, paro_json_uint(plan->block_q)) < 0 ||
+              paro_json_put(a, NULL, paro_json_uint(plan->block_k)) < 0;
     } else {
         bad = 1;
     }
-    bad = bad || put(root, "buckets", json_uint(r->n_buckets)) < 0;
-    bad = bad || put(root, "held_out", cJSON_CreateBool(r->held_out)) < 0;
-    bad = bad || put(root, "capture_order_masks_from",
+    bad = bad || paro_json_put(root, "buckets", paro_json_uint(r->n_buckets)) < 0;
+    bad = bad || paro_json_put(root, "held_out", cJSON_CreateBool(r->held_out)) < 0;
+    bad = bad || paro_json_put(root, "capture_order_masks_from",
                      cJSON_CreateString(r->basis == PARO_EVAL_BASIS_CALIBRATION ? "calibration"
                                                                                : "evaluation")) <
                      0;
-    if (!bad && put(root, "basis_samples", a = cJSON_CreateArray()) == 0) {
+    if (!bad && paro_json_put(root, "basis_samples", a = cJSON_CreateArray()) == 0) {
         for (size_t i = 0; !bad && i < r->n_basis; i++)
-            bad = put(a, NULL, json_uint(r->basis_samples[i])) < 0;
+            bad = paro_json_put(a, NULL, paro_json_uint(r->basis_samples[i])) < 0;
     } else {
         bad = 1;
     }
-    if (!bad && put(root, "samples", a = cJSON_CreateArray()) == 0) {
+    if (!bad && paro_json_put(root, "samples", a = cJSON_CreateArray()) == 0) {
         for (size_t i = 0; !bad && i < r->n_samples; i++)
-            bad = put(a, NULL, sample_object(m, r->samples[i], r->sample_bucket[i])) < 0;
+            bad = paro_json_put(a, NULL, sample_object(m, r->samples[i], r->sample_bucket[i])) < 0;
     } else {
         bad = 1;
     }
-    if (!bad && put(root, "warnings", a = cJSON_CreateArray()) == 0) {
+    if (!bad && paro_json_put(root, "warnings", a = cJSON_CreateArray()) == 0) {
         for (int i = 0; !bad && i < r->n_warnings; i++)
-            bad = put(a, NULL, cJSON_CreateString(r->warnings[i])) < 0;
+            bad = paro_json_put(a, NULL, cJSON_CreateString(r->warnings[i])) < 0;
     } else {
         bad = 1;
     }
-    if (!bad && put(root, "heads", a = cJSON_CreateArray()) == 0) {
+    if (!bad && paro_json_put(root, "heads", a = cJSON_CreateArray()) == 0) {
         for (uint32_t l = 0; !bad && l < r->n_layers; l++)
             for (uint32_t h = 0; !bad && h < r->heads; h++)
-                bad = put(a, NULL, head_object(r, l, h)) < 0;
+                bad = paro_json_put(a, NULL, head_object(r, l, h)) < 0;
     } else {
         bad = 1;
     }
-    if (!bad && put(root, "layers", a = cJSON_CreateArray()) == 0) {
+    if (!bad && paro_json_put(root, "layers", a = cJSON_CreateArray()) == 0) {
         for (uint32_t l = 0; !bad && l < r->n_layers; l++)
-            bad = put(a, NULL, summary_object(r, (int)l)) < 0;
+            bad = paro_json_put(a, NULL, summary_object(r, (int)l)) < 0;
     } else {
         bad = 1;
     }
-    bad = bad || put(root, "summary", summary_object(r, -1)) < 0;
+    bad = bad || paro_json_put(root, "summary", summary_object(r, -1)) < 0;
     if (!bad && r->n_sweep) {
-        if (put(root, "sweep", a = cJSON_CreateArray()) == 0) {
+        if (paro_json_put(root, "sweep", a = cJSON_CreateArray()) == 0) {
             for (size_t di = 0; !bad && di < r->n_sweep; di++) {
                 double x[PARO_SWEEP_N_METRICS];
                 paro_eval_sweep_summary(r, -1, di, x);
                 cJSON *o = cJSON_CreateObject();
-                bad = put(a, NULL, o) < 0 || put(o, "target", json_number(r->sweep_density[di])) < 0;
+                bad = paro_json_put(a, NULL, o) < 0 || paro_json_put(o, "target", paro_json_double(r->sweep_density[di])) < 0;
                 for (int mi = 0; !bad && mi < PARO_SWEEP_N_METRICS; mi++)
-                    bad = put(o, paro_eval_sweep_metric_name(mi), json_number(x[mi])) < 0;
+                    bad = paro_json_put(o, paro_eval_sweep_metric_name(mi), paro_json_double(x[mi])) < 0;
             }
         } else {
             bad = 1;

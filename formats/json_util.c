@@ -565,3 +565,53 @@ char *paro_json_print_line(const cJSON *item)
     cJSON_free(text);
     return out;
 }
+
+/* ---- writing ---------------------------------------------------------------- */
+
+void paro_json_fmt_double(double v, char *buf)
+{
+    if (!isfinite(v)) {
+        memcpy(buf, "null", 5);
+        return;
+    }
+    for (int prec = 15; prec <= 17; prec++) {
+        snprintf(buf, 32, "%.*g", prec, v);
+        if (strtod(buf, NULL) == v)
+            break;
+    }
+    if (!strpbrk(buf, ".eE"))
+        memcpy(buf + strlen(buf), ".0", 3);
+}
+
+cJSON *paro_json_double(double v)
+{
+    char buf[32];
+    paro_json_fmt_double(v, buf);
+    return cJSON_CreateRaw(buf);
+}
+
+cJSON *paro_json_uint(uint64_t v)
+{
+    char buf[24];
+    snprintf(buf, sizeof buf, "%llu", (unsigned long long)v);
+    return cJSON_CreateRaw(buf);
+}
+
+cJSON *paro_json_int(int64_t v)
+{
+    char buf[24];
+    snprintf(buf, sizeof buf, "%lld", (long long)v);
+    return cJSON_CreateRaw(buf);
+}
+
+int paro_json_put(cJSON *to, const char *key, cJSON *item)
+{
+    if (!item)
+        return -1;
+    cJSON_bool ok = key ? cJSON_AddItemToObject(to, key, item) : cJSON_AddItemToArray(to, item);
+    if (!ok) {
+        cJSON_Delete(item);
+        return -1;
+    }
+    return 0;
+}

@@ -132,6 +132,27 @@ const char *paro_json_printable(char *buf, size_t size, const char *s);
  * free()); NULL when out of memory. */
 char *paro_json_print_line(const cJSON *item);
 
+/* ---- writing ----
+ * Numbers go out as cJSON raw items formatted here: cJSON prints doubles
+ * with %1.15g, accepting the result within an epsilon (the last bit lost),
+ * and integers beyond 2^31 in floating form.  These read back exactly
+ * (strtod, Python's float()); doubles always carry a '.' or an exponent,
+ * integers never do. */
+
+/* The shortest of %.15g, %.16g, %.17g that reads back as exactly v, with
+ * ".0" appended when it would look like an integer; "null" when v is not
+ * finite.  buf needs 32 bytes. */
+void paro_json_fmt_double(double v, char *buf);
+/* Raw number items (paro_json_fmt_double; integers in decimal); NULL when
+ * out of memory. */
+cJSON *paro_json_double(double v);
+cJSON *paro_json_uint(uint64_t v);
+cJSON *paro_json_int(int64_t v);
+/* Adds item under key (to an object) or at the end (key NULL, to an array);
+ * deletes it on failure.  Returns 0, or -1 when out of memory (item NULL
+ * counts as that, so a failed constructor can be passed straight in). */
+int paro_json_put(cJSON *to, const char *key, cJSON *item);
+
 #ifdef __cplusplus
 }
 #endif

@@ -176,14 +176,8 @@ size_t paro_plan_utf8_char(const uint8_t *s, size_t n);
 int paro_plan_utf8_ok(const char *s, size_t n);
 
 /* Adds the META keys of p to obj, in their fixed order.  Numbers are raw
- * items printed by paro_plan_fmt_double / as integers, so the text is the
- * same on every platform.  Returns 0, or -1 when out of memory. */
+ * items printed by paro_json_double / paro_json_uint (json_util.h), so the
+ * text is the same on every platform.  Returns 0, or -1 when out of memory. */
 int paro_plan_meta_add(cJSON *obj, const paro_plan *p);
-/* A cJSON raw number item for v (see paro_plan_fmt_double); NULL on OOM. */
-cJSON *paro_plan_json_double(double v);
-/* The shortest of %.15g, %.16g, %.17g that reads back as exactly v, with
- * ".0" appended when it would look like an integer; "null" when v is not
- * finite.  buf needs 32 bytes. */
-void paro_plan_fmt_double(double v, char *buf);
 
 #endif

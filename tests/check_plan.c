@@ -12,7 +12,8 @@
 
 #include "journal.h"       /* paro_journal_open, _append, _close, _discard_empty */
 #include "plan.h"          /* the API under test */
-#include "plan_internal.h" /* layout constants, paro_rd/wr*, paro_plan_fmt_double */
+#include "json_util.h"     /* paro_json_fmt_double */
+#include "plan_internal.h" /* layout constants, paro_rd/wr* */
 #include "testutil.h"      /* tu_rand, tu_uniform, tu_mkdtemp, tu_run_suite */
 
 /* ---- a random plan ---- */
@@ -758,19 +759,19 @@ START_TEST(test_fmt_double)
             v = tu_uniform(&st);
         if (!isfinite(v))
             continue;
-        paro_plan_fmt_double(v, buf);
+        paro_json_fmt_double(v, buf);
         ck_assert_msg(strtod(buf, NULL) == v, "%s", buf);
         ck_assert_msg(strpbrk(buf, ".e") != NULL, "%s", buf);
     }
-    paro_plan_fmt_double(1.0, buf);
+    paro_json_fmt_double(1.0, buf);
     ck_assert_str_eq(buf, "1.0");
-    paro_plan_fmt_double(0.1, buf);
+    paro_json_fmt_double(0.1, buf);
     ck_assert_str_eq(buf, "0.1");
-    paro_plan_fmt_double(-0.0, buf);
+    paro_json_fmt_double(-0.0, buf);
     ck_assert_str_eq(buf, "-0.0");
-    paro_plan_fmt_double(1e300, buf);
+    paro_json_fmt_double(1e300, buf);
     ck_assert_str_eq(buf, "1e+300");
-    paro_plan_fmt_double(NAN, buf);
+    paro_json_fmt_double(NAN, buf);
     ck_assert_str_eq(buf, "null");
 }
 END_TEST
