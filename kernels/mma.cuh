@@ -205,6 +205,42 @@ __device__ __forceinline__ void load_rows(uint32_t smem, const __nv_bfloat16 *sr
     }
 }
 
+/* load_rows for the key tiles of a sweep, with the permutation read one
+ * tile ahead: fetch() reads the tokens of a later tile into registers,
+ * load() starts the copies of the fetched tile.  A step then never waits
+ * on a global read before it can form its copies' addresses. */
+template <int D, int ROWS, int THREADS> struct KeyGather {
+    static constexpr int kPerRow = THREADS >= ROWS ? THREADS / ROWS : 1;
+    static constexpr int kRowStep = THREADS / kPerRow;
+    static constexpr int kMine = Tile<D>::kChunks / kPerRow;
+    static constexpr int kRows = ROWS / kRowStep; /* rows per thread */
+    static_assert(Tile<D>::kChunks % kPerRow == 0 && ROWS % kRowStep == 0,
+                  "threads must split the tile evenly");
+    int token[kRows]; /* capture index; -1 past the end */
+
+    __device__ __forceinline__ void fetch(const uint32_t *perm, int pos0, int n)
+    {
+#pragma unroll
+        for (int i = 0; i < kRows; i++) {
+            const int pos = pos0 + (int)threadIdx.x / kPerRow + i * kRowStep;
+            token[i] = pos < n ? (int)__ldg(perm + pos) : -1;
+        }
+    }
+    __device__ __forceinline__ void load(uint32_t smem, const __nv_bfloat16 *src) const
+    {
+        const int first = (threadIdx.x % kPerRow) * kMine;
+#pragma unroll
+        for (int i = 0; i < kRows; i++) {
+            const int row = (int)threadIdx.x / kPerRow + i * kRowStep;
+            const __nv_bfloat16 *from = src + (size_t)(token[i] >= 0 ? token[i] : 0) * D;
+#pragma unroll
+            for (int j = 0; j < kMine; j++)
+                cp_async16(Tile<D>::at(smem, row, first + j), from + (first + j) * 8,
+                           token[i] >= 0 ? 16 : 0);
+        }
+    }
+};
+
 /* As load_rows, for ROWS rows listed by token (capture index; negative:
  * no row, read as 0). */
 template <int D, int ROWS, int THREADS>

@@ -152,11 +152,14 @@ __global__ void __launch_bounds__(kCtaRows, PARO_PAIR_MIN_BLOCKS) pair_pass_kern
     load_listed_rows<D, kCtaRows, kCtaRows>(sm.q, qp, tokens);
     if (SPLIT)
         load_listed_rows<D, kCtaRows, kCtaRows>(sm.q_lo, q_lo, tokens);
-    load_rows<D, kChunk, kCtaRows>(sm.k(0), kp, args.perm_b, 0, n);
+    KeyGather<D, kChunk, kCtaRows> keys;
+    keys.fetch(args.perm_b, 0, n);
+    keys.load(sm.k(0), kp);
     if (SPLIT)
-        load_rows<D, kChunk, kCtaRows>(sm.k_lo(0), k_lo, args.perm_b, 0, n);
+        keys.load(sm.k_lo(0), k_lo);
     load_table(tables, args, 0);
     cp_async_commit();
+    keys.fetch(args.perm_b, kChunk, n);
     for (int i = threadIdx.x; i < PARO_PAIR_MAX_QA * nk; i += kCtaRows)
         acc_hi[i] = acc_lo[i] = acc_max[i] = 0u;
     if (lane < PARO_PAIR_MAX_ROW_GROUPS) {
@@ -236,12 +239,12 @@ __global__ void __launch_bounds__(kCtaRows, PARO_PAIR_MIN_BLOCKS) pair_pass_kern
                             stage_max[(ci - 1) & 1], cta, head_tiles, kb_b_prev, nk);
         }
         if (ci + 1 < args.n_chunks) {
-            load_rows<D, kChunk, kCtaRows>(sm.k(ci + 1), kp, args.perm_b, (ci + 1) * kChunk, n);
+            keys.load(sm.k(ci + 1), kp);
             if (SPLIT)
-                load_rows<D, kChunk, kCtaRows>(sm.k_lo(ci + 1), k_lo, args.perm_b,
-                                               (ci + 1) * kChunk, n);
+                keys.load(sm.k_lo(ci + 1), k_lo);
             load_table(tables + ((ci + 1) & 1) * kTableBytes, args, ci + 1);
             cp_async_commit();
+            keys.fetch(args.perm_b, (ci + 2) * kChunk, n);
         }
         const unsigned char *table = tables + (ci & 1) * kTableBytes;
         const paro_pair_chunk *ch = reinterpret_cast<const paro_pair_chunk *>(table);

@@ -222,10 +222,13 @@ __global__ void __launch_bounds__(kCtaRows, PARO_TILE_MIN_BLOCKS * 128 / kCtaRow
     load_rows<D, kCtaRows, kThreads>(sm.q, q, perm, qblock0 * BQ, n);
     if (SPLIT)
         load_rows<D, kCtaRows, kThreads>(sm.q_lo, q_lo, perm, qblock0 * BQ, n);
-    load_rows<D, BK, kThreads>(sm.k(0), k, perm, 0, n);
+    KeyGather<D, BK, kThreads> keys;
+    keys.fetch(perm, 0, n);
+    keys.load(sm.k(0), k);
     if (SPLIT)
-        load_rows<D, BK, kThreads>(sm.k_lo(0), k_lo, perm, 0, n);
+        keys.load(sm.k_lo(0), k_lo);
     cp_async_commit();
+    keys.fetch(perm, BK, n);
 
     /* This thread's four rows: their softmax statistics.  A row past the end
      * gets max +inf and 1/l 0, so all its p are exactly 0. */
@@ -255,10 +258,11 @@ __global__ void __launch_bounds__(kCtaRows, PARO_TILE_MIN_BLOCKS * 128 / kCtaRow
             __syncthreads();
         }
         if (b + 1 < nk) {
-            load_rows<D, BK, kThreads>(sm.k(b + 1), k, perm, (b + 1) * BK, n);
+            keys.load(sm.k(b + 1), k);
             if (SPLIT)
-                load_rows<D, BK, kThreads>(sm.k_lo(b + 1), k_lo, perm, (b + 1) * BK, n);
+                keys.load(sm.k_lo(b + 1), k_lo);
             cp_async_commit();
+            keys.fetch(perm, (b + 2) * BK, n);
         }
         if (threadIdx.x < kBlocks && b > 0) {
             float sum = 0.f, top = 0.f;
@@ -338,11 +342,12 @@ __global__ void __launch_bounds__(kCtaRows, PARO_TILE_MIN_BLOCKS * 128 / kCtaRow
 struct FirstArgs {
     HeadInputs in;
     int n, nq, nk, heads, n_slots;
+    int slot;                  /* the distinct order this pass sweeps */
     int items_per_head;        /* thread-block items of one head: ceil(nq / blocks a CTA) */
     float c;
-    const uint32_t *perm;      /* [n]: the first distinct order */
+    const uint32_t *perm;      /* [n]: that order */
     float *row_max, *row_inv;  /* [heads][n], written for the other orders' pass */
-    float *mass, *peak;        /* as TileArgs; this pass writes slot 0 */
+    float *mass, *peak;        /* as TileArgs */
     float2 *scratch;           /* [gridDim.x][nk][kCtaRows]: (log2 row sum, max score * c) */
     unsigned *next_item;       /* work counter, zero at launch */
 };
@@ -382,10 +387,13 @@ __global__ void __launch_bounds__(kCtaRows, PARO_TILE_MIN_BLOCKS * 128 / kCtaRow
         load_rows<D, kCtaRows, kThreads>(sm.q, q, perm, qblock0 * BQ, n);
         if (SPLIT)
             load_rows<D, kCtaRows, kThreads>(sm.q_lo, q_lo, perm, qblock0 * BQ, n);
-        load_rows<D, BK, kThreads>(sm.k(0), k, perm, 0, n);
+        KeyGather<D, BK, kThreads> keys;
+        keys.fetch(perm, 0, n);
+        keys.load(sm.k(0), k);
         if (SPLIT)
-            load_rows<D, BK, kThreads>(sm.k_lo(0), k_lo, perm, 0, n);
+            keys.load(sm.k_lo(0), k_lo);
         cp_async_commit();
+        keys.fetch(perm, BK, n);
         cp_async_wait<0>();
         __syncthreads();
         QFrags<D, SPLIT> qf;
@@ -405,10 +413,11 @@ __global__ void __launch_bounds__(kCtaRows, PARO_TILE_MIN_BLOCKS * 128 / kCtaRow
                 __syncthreads();
             }
             if (b + 1 < nk) {
-                load_rows<D, BK, kThreads>(sm.k(b + 1), k, perm, (b + 1) * BK, n);
+                keys.load(sm.k(b + 1), k);
                 if (SPLIT)
-                    load_rows<D, BK, kThreads>(sm.k_lo(b + 1), k_lo, perm, (b + 1) * BK, n);
+                    keys.load(sm.k_lo(b + 1), k_lo);
                 cp_async_commit();
+                keys.fetch(perm, (b + 2) * BK, n);
             }
             float u[4] = {0.f, 0.f, 0.f, 0.f};
             float top[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
@@ -486,8 +495,8 @@ __global__ void __launch_bounds__(kCtaRows, PARO_TILE_MIN_BLOCKS * 128 / kCtaRow
         /* Each thread reduces whole tiles over their rows, in row order:
          * the loads of successive rows are independent, so many are in
          * flight, and no shuffles are needed. */
-        float *mass = args.mass + (size_t)head * args.n_slots * tiles;
-        float *peak = args.peak + (size_t)head * args.n_slots * tiles;
+        float *mass = args.mass + ((size_t)head * args.n_slots + args.slot) * tiles;
+        float *peak = args.peak + ((size_t)head * args.n_slots + args.slot) * tiles;
         for (int task = threadIdx.x; task < kBlocks * nk; task += kThreads) {
             const int blk = task / nk, j = task % nk, qblock = qblock0 + blk;
             if (qblock >= args.nq)
@@ -736,6 +745,10 @@ struct paro_cuda_ctx {
     PairTables pairs[PARO_PAIR_MAX_SLOTS / 2];
     int n_pairs;
     int singles[PARO_PAIR_MAX_SLOTS], n_singles;
+    /* The order the first pass sweeps with the rows' statistics: 0 under
+     * ONE_PASS, PAIRS' first order left over (-1: none, the row pass runs
+     * instead), -1 under ROW_PASS. */
+    int first_slot;
     PairSums pair_sums;
     acc_set acc[2];
     int open;                /* acc set taking samples, -1 when none */
@@ -1005,7 +1018,10 @@ static paro_err open_ctx(paro_cuda_ctx *ctx, const paro_cuda_geometry *g, paro_e
     }
     if (g->design == PARO_CUDA_PAIRS && (rc = open_pairs(ctx, g, ei)))
         return rc;
-    if (g->design == PARO_CUDA_ONE_PASS) {
+    ctx->first_slot = g->design == PARO_CUDA_ONE_PASS ? 0
+                      : g->design == PARO_CUDA_PAIRS && ctx->n_singles > 0 ? ctx->singles[0]
+                                                                          : -1;
+    if (ctx->first_slot >= 0) {
         /* As many blocks as stay resident (inputs with lo parts need more
          * shared memory, so fewer of them), within the scratch cap. */
         const size_t per_block = (size_t)g->nk * kCtaRows * sizeof(float2);
@@ -1220,11 +1236,12 @@ static paro_err launch_sample(paro_cuda_ctx *ctx, int set, int split, uint32_t b
     /* The orders the tile kernel takes, one launch each (ONE_PASS and
      * ROW_PASS: a run of slots, one launch). */
     int slot0 = 0, slots = (int)g->n_slots;
-    if (g->design == PARO_CUDA_ONE_PASS) {
+    if (ctx->first_slot >= 0) {
         CUDA_TRY(ei, dev, cudaMemsetAsync(ctx->next_item, 0, sizeof(unsigned), ctx->compute));
+        const int fs = ctx->first_slot;
         FirstArgs fa = {in,           n,          (int)g->nq,    (int)g->nk,
-                        (int)g->heads, (int)g->n_slots, (int)ctas, c,
-                        ctx->perms,   ctx->row_max, ctx->row_inv, mass,
+                        (int)g->heads, (int)g->n_slots, fs, (int)ctas, c,
+                        ctx->perms + (size_t)fs * n, ctx->row_max, ctx->row_inv, mass,
                         a->peak,      ctx->scratch, ctx->next_item};
         kn.first<<<ctx->first_grid[split != 0], kCtaRows, kn.first_smem, ctx->compute>>>(fa);
         CUDA_TRY(ei, dev, cudaGetLastError());
@@ -1256,7 +1273,7 @@ static paro_err launch_sample(paro_cuda_ctx *ctx, int set, int split, uint32_t b
     for (int p = 0; p < ctx->n_pairs; p++)
         CUDA_TRY(ei, dev, paro_pair_run(pl, ctx->pairs[p], ctx->pair_sums, split != 0,
                                         ctx->compute));
-    for (int i = 0; i < ctx->n_singles; i++)
+    for (int i = ctx->first_slot >= 0 ? 1 : 0; i < ctx->n_singles; i++)
         CUDA_TRY(ei, dev, tiles(ctx->singles[i], 1));
     return PARO_OK;
 }
