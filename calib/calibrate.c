@@ -637,6 +637,18 @@ static int lane_should_stop(lane *ln)
     return failed;
 }
 
+/* Collects the sealed layer li (its sums into stats[pending]) and starts its
+ * scoring on the finisher thread, which must be idle. */
+static paro_err lane_collect(lane *ln, int pending, uint32_t li, paro_errinfo *ei)
+{
+    const double t0 = now_s();
+    paro_err rc = ln->backend.collect(&ln->backend, ei);
+    ln->timing.collect += now_s() - t0;
+    if (!rc)
+        finisher_start(&ln->fin, ln->sh->plan, li, ln->sh->tiling, &ln->stats[pending], &ln->cfg);
+    return rc;
+}
+
 /* Reads every sample of each layer of the lane's share and hands them to its
  * backend.  A layer is collected once the next one's samples are queued, so
  * a GPU computes layer L+1 while the host collects layer L and scores it on
@@ -704,26 +716,16 @@ static paro_err lane_run(lane *ln, paro_errinfo *ei)
         JOIN_FINISHER();
         if ((rc = be->seal(be, ei)))
             return rc;
-        if (pending >= 0) {
-            t0 = now_s();
-            rc = be->collect(be, ei);
-            timing->collect += now_s() - t0;
-            if (rc)
-                return rc;
-            finisher_start(&ln->fin, sh->plan, pending_li, sh->tiling, &ln->stats[pending], cfg);
-        }
+        if (pending >= 0 && (rc = lane_collect(ln, pending, pending_li, ei)))
+            return rc;
         pending = cur;
         pending_li = li;
         cur = (cur + 1) % ln->n_stats;
     }
     if (pending >= 0) {
-        t0 = now_s();
-        rc = be->collect(be, ei);
-        timing->collect += now_s() - t0;
-        if (rc)
-            return rc;
         JOIN_FINISHER();
-        finisher_start(&ln->fin, sh->plan, pending_li, sh->tiling, &ln->stats[pending], cfg);
+        if ((rc = lane_collect(ln, pending, pending_li, ei)))
+            return rc;
         JOIN_FINISHER();
     }
 #undef JOIN_FINISHER
