@@ -57,9 +57,9 @@ static void close_enough(const char *what, double gpu, double cpu)
 START_TEST(gpu_eval_matches_cpu)
 {
     const eval_case *c = &cases[_i];
-    char *dir = tu_mkdtemp();
-    char *mpath = tu_write_capture(dir, &c->cap);
-    paro_manifest *m = tu_load_manifest(mpath);
+    tu_captured m_cap;
+    tu_captured_open(&m_cap, &c->cap);
+    paro_manifest *m = m_cap.m;
     paro_calib_config cc;
     paro_calib_config_default(&cc);
     cc.block_q = c->bq;
@@ -126,10 +126,7 @@ START_TEST(gpu_eval_matches_cpu)
     for (int i = 0; i < 3; i++)
         paro_eval_result_free(r[i]);
     paro_plan_free(plan);
-    paro_manifest_free(m);
-    free(mpath);
-    tu_rmtree(dir);
-    free(dir);
+    tu_captured_close(&m_cap);
 }
 END_TEST
 

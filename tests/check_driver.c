@@ -24,7 +24,7 @@
 #include "backend.h"   /* paro_backend, paro_backend_cpu_open */
 #include "calibrate.h" /* paro_calibrate */
 #include "manifest.h"  /* paro_manifest_free */
-#include "testutil.h"  /* tu_capture, tu_write_capture, tu_read_file */
+#include "testutil.h"  /* tu_captured, tu_path, tu_read_file, tu_calibrate */
 
 #define MAX_SAMPLES 4
 #define JOURNAL_HEADER 24 /* journal.h: magic, version, config crc, config length */
@@ -237,10 +237,10 @@ static paro_err lender_open(void *user, paro_backend *b, const paro_backend_shap
 START_TEST(lent_sums_outlive_their_scoring)
 {
     tu_capture cs = {{2, 6, 8}, 8, 0, 6, 8, 16, 2, 0, 0, 5};
-    char *dir = tu_mkdtemp();
-    char *mpath = tu_write_capture(dir, &cs);
-    char *journal = tu_path(dir, "plan.journal");
-    paro_manifest *m = tu_load_manifest(mpath);
+    tu_captured cap;
+    tu_captured_open(&cap, &cs);
+    char *journal = tu_path(cap.dir, "plan.journal");
+    const paro_manifest *m = cap.m;
 
     paro_calib_config cfg;
     paro_calib_config_default(&cfg);
@@ -284,11 +284,8 @@ START_TEST(lent_sums_outlive_their_scoring)
     ck_assert_int_ge(compared, (int)(ref->n_layers * ref->heads / 2));
     paro_plan_free(ref);
     paro_plan_free(lent);
-    paro_manifest_free(m);
-    tu_rmtree(dir);
     free(journal);
-    free(mpath);
-    free(dir);
+    tu_captured_close(&cap);
 }
 END_TEST
 

@@ -16,7 +16,7 @@
 #include "order.h"       /* paro_order_positions */
 #include "safetensors.h" /* paro_st_write */
 #include "synth.h"       /* paro_synth_layer */
-#include "testutil.h"    /* tu_mkdtemp, tu_rmtree, tu_path, tu_write_file */
+#include "testutil.h"    /* tu_captured, tu_path, tu_write_file */
 #include "tile_stats.h"  /* paro_tiling */
 
 /* ---- tiny captures ------------------------------------------------------ */
@@ -469,9 +469,9 @@ static const brute_case brute_cases[] = {
 START_TEST(eval_matches_brute_force)
 {
     const brute_case *bc = &brute_cases[_i];
-    char *dir = tu_mkdtemp();
-    char *mpath = tu_write_capture(dir, &bc->cap);
-    paro_manifest *m = tu_load_manifest(mpath);
+    tu_captured m_cap;
+    tu_captured_open(&m_cap, &bc->cap);
+    paro_manifest *m = m_cap.m;
     paro_calib_config cc;
     paro_calib_config_default(&cc);
     cc.block_q = bc->bq;
@@ -510,10 +510,7 @@ START_TEST(eval_matches_brute_force)
     ck_assert(other);
     paro_eval_result_free(r);
     paro_plan_free(plan);
-    paro_manifest_free(m);
-    free(mpath);
-    tu_rmtree(dir);
-    free(dir);
+    tu_captured_close(&m_cap);
 }
 END_TEST
 
@@ -522,9 +519,9 @@ END_TEST
 START_TEST(underflowing_rows_are_renormalised)
 {
     tu_capture cs = {{2, 3, 4}, 4, 0, 1, 2, 16, 2, 1, 1, 31};
-    char *dir = tu_mkdtemp();
-    char *mpath = tu_write_capture(dir, &cs);
-    paro_manifest *m = tu_load_manifest(mpath);
+    tu_captured m_cap;
+    tu_captured_open(&m_cap, &cs);
+    paro_manifest *m = m_cap.m;
     paro_calib_config cc;
     paro_calib_config_default(&cc);
     cc.block_q = cc.block_k = 8;
@@ -553,10 +550,7 @@ START_TEST(underflowing_rows_are_renormalised)
     }
     paro_eval_result_free(r);
     paro_plan_free(plan);
-    paro_manifest_free(m);
-    free(mpath);
-    tu_rmtree(dir);
-    free(dir);
+    tu_captured_close(&m_cap);
 }
 END_TEST
 
@@ -566,9 +560,9 @@ static const tu_capture small_cap = {{2, 4, 5}, 6, 0, 2, 3, 16, 3, 1, 0, 41};
 
 START_TEST(full_masks_lose_nothing_and_int8_beats_int4)
 {
-    char *dir = tu_mkdtemp();
-    char *mpath = tu_write_capture(dir, &small_cap);
-    paro_manifest *m = tu_load_manifest(mpath);
+    tu_captured m_cap;
+    tu_captured_open(&m_cap, &small_cap);
+    paro_manifest *m = m_cap.m;
     paro_calib_config cc;
     paro_calib_config_default(&cc);
     cc.block_q = cc.block_k = 8;
@@ -597,19 +591,16 @@ START_TEST(full_masks_lose_nothing_and_int8_beats_int4)
         }
     paro_eval_result_free(r);
     paro_plan_free(plan);
-    paro_manifest_free(m);
-    free(mpath);
-    tu_rmtree(dir);
-    free(dir);
+    tu_captured_close(&m_cap);
 }
 END_TEST
 
 /* On the sample it was calibrated on, a plan's recall is the one it records. */
 START_TEST(recall_on_the_calibration_sample_is_the_plans)
 {
-    char *dir = tu_mkdtemp();
-    char *mpath = tu_write_capture(dir, &small_cap);
-    paro_manifest *m = tu_load_manifest(mpath);
+    tu_captured m_cap;
+    tu_captured_open(&m_cap, &small_cap);
+    paro_manifest *m = m_cap.m;
     paro_calib_config cc;
     paro_calib_config_default(&cc);
     cc.block_q = 8;
@@ -634,18 +625,15 @@ START_TEST(recall_on_the_calibration_sample_is_the_plans)
         }
     paro_eval_result_free(r);
     paro_plan_free(plan);
-    paro_manifest_free(m);
-    free(mpath);
-    tu_rmtree(dir);
-    free(dir);
+    tu_captured_close(&m_cap);
 }
 END_TEST
 
 START_TEST(results_do_not_depend_on_threads)
 {
-    char *dir = tu_mkdtemp();
-    char *mpath = tu_write_capture(dir, &small_cap);
-    paro_manifest *m = tu_load_manifest(mpath);
+    tu_captured m_cap;
+    tu_captured_open(&m_cap, &small_cap);
+    paro_manifest *m = m_cap.m;
     paro_calib_config cc;
     paro_calib_config_default(&cc);
     cc.block_q = cc.block_k = 8;
@@ -668,10 +656,7 @@ START_TEST(results_do_not_depend_on_threads)
     paro_eval_result_free(one);
     paro_eval_result_free(three);
     paro_plan_free(plan);
-    paro_manifest_free(m);
-    free(mpath);
-    tu_rmtree(dir);
-    free(dir);
+    tu_captured_close(&m_cap);
 }
 END_TEST
 
@@ -679,9 +664,9 @@ END_TEST
  * when the capture is not the plan's. */
 START_TEST(sample_choice_and_warnings)
 {
-    char *dir = tu_mkdtemp();
-    char *mpath = tu_write_capture(dir, &small_cap);
-    paro_manifest *m = tu_load_manifest(mpath);
+    tu_captured m_cap;
+    tu_captured_open(&m_cap, &small_cap);
+    paro_manifest *m = m_cap.m;
     paro_calib_config cc;
     paro_calib_config_default(&cc);
     cc.block_q = cc.block_k = 8;
@@ -734,10 +719,7 @@ START_TEST(sample_choice_and_warnings)
 
     paro_plan_free(all);
     paro_plan_free(p02);
-    paro_manifest_free(m);
-    free(mpath);
-    tu_rmtree(dir);
-    free(dir);
+    tu_captured_close(&m_cap);
 }
 END_TEST
 
@@ -747,9 +729,9 @@ START_TEST(uncovered_bucket_uses_evaluation_samples)
 {
     tu_capture cs = small_cap;
     cs.samples = 4;
-    char *dir = tu_mkdtemp();
-    char *mpath = tu_write_capture(dir, &cs);
-    paro_manifest *m = tu_load_manifest(mpath);
+    tu_captured m_cap;
+    tu_captured_open(&m_cap, &cs);
+    paro_manifest *m = m_cap.m;
     paro_calib_config cc;
     paro_calib_config_default(&cc);
     cc.block_q = cc.block_k = 8;
@@ -771,18 +753,15 @@ START_TEST(uncovered_bucket_uses_evaluation_samples)
     brute_check(m, plan, &ec, r);
     paro_eval_result_free(r);
     paro_plan_free(plan);
-    paro_manifest_free(m);
-    free(mpath);
-    tu_rmtree(dir);
-    free(dir);
+    tu_captured_close(&m_cap);
 }
 END_TEST
 
 START_TEST(bad_inputs_are_refused)
 {
-    char *dir = tu_mkdtemp();
-    char *mpath = tu_write_capture(dir, &small_cap);
-    paro_manifest *m = tu_load_manifest(mpath);
+    tu_captured m_cap;
+    tu_captured_open(&m_cap, &small_cap);
+    paro_manifest *m = m_cap.m;
     paro_calib_config cc;
     paro_calib_config_default(&cc);
     cc.block_q = cc.block_k = 8;
@@ -826,45 +805,33 @@ START_TEST(bad_inputs_are_refused)
     /* A capture of another shape. */
     tu_capture other = small_cap;
     other.grid[2] = 6;
-    char *dir2 = tu_mkdtemp();
-    char *mpath2 = tu_write_capture(dir2, &other);
-    paro_manifest *m2 = tu_load_manifest(mpath2);
+    tu_captured other_cap;
+    tu_captured_open(&other_cap, &other);
     paro_errinfo_clear(&ei);
-    ck_assert_int_eq(paro_eval(m2, plan, &ec, &r, &ei), PARO_ERR_USAGE);
+    ck_assert_int_eq(paro_eval(other_cap.m, plan, &ec, &r, &ei), PARO_ERR_USAGE);
     ck_assert_ptr_nonnull(strstr(ei.msg, "does not fit the capture"));
-    paro_manifest_free(m2);
-    free(mpath2);
-    tu_rmtree(dir2);
-    free(dir2);
+    tu_captured_close(&other_cap);
 
     /* A capture without V. */
     other = small_cap;
     other.with_v = 0;
-    dir2 = tu_mkdtemp();
-    mpath2 = tu_write_capture(dir2, &other);
-    m2 = tu_load_manifest(mpath2);
+    tu_captured_open(&other_cap, &other);
     paro_errinfo_clear(&ei);
-    ck_assert_int_eq(paro_eval(m2, plan, &ec, &r, &ei), PARO_ERR_FORMAT);
+    ck_assert_int_eq(paro_eval(other_cap.m, plan, &ec, &r, &ei), PARO_ERR_FORMAT);
     ck_assert_ptr_nonnull(strstr(ei.msg, "eval needs V"));
     ck_assert_ptr_nonnull(strstr(ei.file, "s1.safetensors"));
-    paro_manifest_free(m2);
-    free(mpath2);
-    tu_rmtree(dir2);
-    free(dir2);
+    tu_captured_close(&other_cap);
 
     paro_plan_free(plan);
-    paro_manifest_free(m);
-    free(mpath);
-    tu_rmtree(dir);
-    free(dir);
+    tu_captured_close(&m_cap);
 }
 END_TEST
 
 START_TEST(summaries_average_heads)
 {
-    char *dir = tu_mkdtemp();
-    char *mpath = tu_write_capture(dir, &small_cap);
-    paro_manifest *m = tu_load_manifest(mpath);
+    tu_captured m_cap;
+    tu_captured_open(&m_cap, &small_cap);
+    paro_manifest *m = m_cap.m;
     paro_calib_config cc;
     paro_calib_config_default(&cc);
     cc.block_q = cc.block_k = 8;
@@ -915,10 +882,7 @@ START_TEST(summaries_average_heads)
     ck_assert_str_eq(paro_eval_metric_name(PARO_EVAL_N_METRICS), "?");
     paro_eval_result_free(r);
     paro_plan_free(plan);
-    paro_manifest_free(m);
-    free(mpath);
-    tu_rmtree(dir);
-    free(dir);
+    tu_captured_close(&m_cap);
 }
 END_TEST
 
@@ -1030,10 +994,10 @@ static void plan_bytes(const paro_plan *p, uint8_t **buf, size_t *len)
  * into the same plan. */
 START_TEST(calibrate_lanes_give_the_same_plan)
 {
-    char *dir = tu_mkdtemp();
     tu_capture cs = {{2, 4, 4}, 4, 0, 5, 2, 16, 2, 0, 0, 21};
-    char *mpath = tu_write_capture(dir, &cs);
-    paro_manifest *m = tu_load_manifest(mpath);
+    tu_captured m_cap;
+    tu_captured_open(&m_cap, &cs);
+    paro_manifest *m = m_cap.m;
     paro_calib_config cfg;
     paro_calib_config_default(&cfg);
     cfg.block_q = cfg.block_k = 8;
@@ -1063,7 +1027,7 @@ START_TEST(calibrate_lanes_give_the_same_plan)
         paro_plan_free(p);
     }
     /* the journal lanes write (appends from several threads) resumes whole */
-    char *journal = tu_path(dir, "plan.journal");
+    char *journal = tu_path(m_cap.dir, "plan.journal");
     cfg.progress = NULL;
     cfg.n_gpus = 3;
     cfg.journal = journal;
@@ -1100,10 +1064,7 @@ START_TEST(calibrate_lanes_give_the_same_plan)
     free(want);
     free(journal);
     paro_plan_free(one);
-    paro_manifest_free(m);
-    free(mpath);
-    tu_rmtree(dir);
-    free(dir);
+    tu_captured_close(&m_cap);
 }
 END_TEST
 
@@ -1115,10 +1076,10 @@ END_TEST
  * masks as stored. */
 START_TEST(keep_last_keeps_the_last_block_row_and_column)
 {
-    char *dir = tu_mkdtemp();
     tu_capture cs = {{2, 5, 6}, 6, 0, 2, 3, 16, 3, 1, 0, 43};
-    char *mpath = tu_write_capture(dir, &cs);
-    paro_manifest *m = tu_load_manifest(mpath);
+    tu_captured m_cap;
+    tu_captured_open(&m_cap, &cs);
+    paro_manifest *m = m_cap.m;
     static const struct {
         paro_target_mode mode;
         double value;
@@ -1197,10 +1158,7 @@ START_TEST(keep_last_keeps_the_last_block_row_and_column)
         paro_plan_free(last);
         paro_plan_free(last4);
     }
-    paro_manifest_free(m);
-    free(mpath);
-    tu_rmtree(dir);
-    free(dir);
+    tu_captured_close(&m_cap);
 }
 END_TEST
 

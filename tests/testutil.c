@@ -6,7 +6,7 @@
 #include <math.h>     /* frexp, ldexp */
 #include <stdio.h>    /* fopen, fwrite, fread */
 #include <stdlib.h>   /* malloc, getenv, mkdtemp */
-#include <string.h>   /* strlen, memcpy */
+#include <string.h>   /* strlen, memcpy, memset */
 #include <sys/stat.h> /* stat */
 #include <unistd.h>   /* remove */
 
@@ -311,6 +311,22 @@ paro_manifest *tu_load_manifest(const char *path)
     paro_manifest *m = NULL;
     ck_assert_msg(paro_manifest_load(path, &m, &ei) == PARO_OK, "%s", ei.msg);
     return m;
+}
+
+void tu_captured_open(tu_captured *c, const tu_capture *cs)
+{
+    c->dir = tu_mkdtemp();
+    c->manifest_path = tu_write_capture(c->dir, cs);
+    c->m = tu_load_manifest(c->manifest_path);
+}
+
+void tu_captured_close(tu_captured *c)
+{
+    paro_manifest_free(c->m);
+    free(c->manifest_path);
+    tu_rmtree(c->dir);
+    free(c->dir);
+    memset(c, 0, sizeof *c);
 }
 
 paro_plan *tu_calibrate(const paro_manifest *m, const paro_calib_config *cfg)

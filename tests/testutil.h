@@ -95,4 +95,13 @@ char *tu_write_capture(const char *dir, const tu_capture *cs);
 paro_manifest *tu_load_manifest(const char *path);
 paro_plan *tu_calibrate(const paro_manifest *m, const paro_calib_config *cfg);
 
+/* A capture written into a fresh temporary folder, and its manifest. */
+typedef struct tu_captured {
+    char *dir, *manifest_path;
+    paro_manifest *m;
+} tu_captured;
+void tu_captured_open(tu_captured *c, const tu_capture *cs);
+/* Frees the manifest and removes the folder. */
+void tu_captured_close(tu_captured *c);
+
 #endif
