@@ -250,59 +250,85 @@ static int cmp_u32(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-int cli_parse_list(const char *opt, const char *s, uint32_t limit, uint32_t **out, uint32_t *n)
+int cli_each_item(const char *opt, const char *s, int (*item_fn)(char *item, void *user),
+                  void *user)
 {
-    size_t cap = 16, len = 0;
-    uint32_t *v = malloc(cap * sizeof *v);
-    char *copy = malloc(strlen(s) + 1);
-    if (!v || !copy) {
-        free(v);
-        free(copy);
+    const size_t bytes = strlen(s) + 1;
+    char *copy = malloc(bytes);
+    if (!copy)
         return cli_error("out of memory");
-    }
-    memcpy(copy, s, strlen(s) + 1);
+    memcpy(copy, s, bytes);
     int rc = 0;
     for (char *item = copy; item && !rc;) {
         char *comma = strchr(item, ',');
         if (comma)
             *comma = 0;
-        char *dash = strchr(item, '-');
-        uint64_t lo, hi;
-        if (dash) {
-            *dash = 0;
-            rc = cli_parse_u64(opt, item, UINT32_MAX, &lo) ||
-                 cli_parse_u64(opt, dash + 1, UINT32_MAX, &hi);
-            if (!rc && hi < lo)
-                rc = bad_value(opt, s, "a range must run upwards (A-B with A <= B)");
-        } else {
-            rc = cli_parse_u64(opt, item, UINT32_MAX, &lo);
-            hi = lo;
-        }
-        if (!rc && hi >= limit) {
-            char why[80];
-            snprintf(why, sizeof why, "%llu is out of range: there are %u (0..%u)",
-                     (unsigned long long)hi, limit, limit ? limit - 1 : 0);
-            rc = bad_value(opt, s, why);
-        }
-        for (uint64_t x = lo; !rc && x <= hi; x++) {
-            if (len == cap) {
-                uint32_t *grown = realloc(v, 2 * cap * sizeof *v);
-                if (!grown) {
-                    rc = cli_error("out of memory");
-                    break;
-                }
-                v = grown;
-                cap *= 2;
-            }
-            v[len++] = (uint32_t)x;
-        }
+        rc = *item ? item_fn(item, user)
+                   : bad_value(opt, s, "an empty item (two commas, or a comma at an end)");
         item = comma ? comma + 1 : NULL;
     }
     free(copy);
-    if (rc) {
-        free(v);
+    return rc;
+}
+
+/* cli_parse_list's state between its items. */
+typedef struct list_items {
+    const char *opt;
+    uint32_t limit;
+    uint32_t *v;
+    size_t len, cap;
+} list_items;
+
+/* One item of a list: "N" or "A-B". */
+static int list_item(char *item, void *user)
+{
+    list_items *l = user;
+    char *dash = strchr(item, '-');
+    uint64_t lo, hi;
+    int rc;
+    if (dash && (dash == item || !dash[1]))
+        return bad_value(l->opt, item, "a range needs both ends (A-B)");
+    if (dash) {
+        *dash = 0;
+        rc = cli_parse_u64(l->opt, item, UINT32_MAX, &lo) ||
+             cli_parse_u64(l->opt, dash + 1, UINT32_MAX, &hi);
+        *dash = '-'; /* the whole item again, for the messages below */
+        if (!rc && hi < lo)
+            rc = bad_value(l->opt, item, "a range must run upwards (A-B with A <= B)");
+    } else {
+        rc = cli_parse_u64(l->opt, item, UINT32_MAX, &lo);
+        hi = lo;
+    }
+    if (!rc && hi >= l->limit) {
+        char why[80];
+        snprintf(why, sizeof why, "%llu is out of range: there are %u (0..%u)",
+                 (unsigned long long)hi, l->limit, l->limit ? l->limit - 1 : 0);
+        rc = bad_value(l->opt, item, why);
+    }
+    for (uint64_t x = lo; !rc && x <= hi; x++) {
+        if (l->len == l->cap) {
+            uint32_t *grown = realloc(l->v, 2 * l->cap * sizeof *grown);
+            if (!grown)
+                return cli_error("out of memory");
+            l->v = grown;
+            l->cap *= 2;
+        }
+        l->v[l->len++] = (uint32_t)x;
+    }
+    return rc;
+}
+
+int cli_parse_list(const char *opt, const char *s, uint32_t limit, uint32_t **out, uint32_t *n)
+{
+    list_items l = {opt, limit, malloc(16 * sizeof *l.v), 0, 16};
+    if (!l.v)
+        return cli_error("out of memory");
+    if (cli_each_item(opt, s, list_item, &l)) {
+        free(l.v);
         return EXIT_USAGE;
     }
+    uint32_t *v = l.v;
+    const size_t len = l.len;
     qsort(v, len, sizeof *v, cmp_u32);
     size_t w = 0;
     for (size_t i = 0; i < len; i++)

@@ -86,6 +86,11 @@ int cli_parse_size(const char *opt, const char *s, uint64_t *out);
 int cli_parse_grid(const char *opt, const char *s, uint32_t out[3]);
 /* "64" or "128x64" (query x key) */
 int cli_parse_block(const char *opt, const char *s, uint32_t *bq, uint32_t *bk);
+/* Calls item_fn on each comma-separated item of s (a writable copy), in
+ * order, until one returns nonzero: that value.  An empty item is refused
+ * as a bad value of opt. */
+int cli_each_item(const char *opt, const char *s, int (*item_fn)(char *item, void *user),
+                  void *user);
 /* "0,2,5-7" into a sorted list of distinct values < limit; malloc'ed. */
 int cli_parse_list(const char *opt, const char *s, uint32_t limit, uint32_t **out, uint32_t *n);
 

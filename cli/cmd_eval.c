@@ -67,6 +67,18 @@ static void on_progress(void *user, const paro_eval_progress *p)
                 (unsigned long long)p->done, (unsigned long long)p->total);
 }
 
+/* parse_densities' list so far. */
+typedef struct density_list {
+    double *v;
+    size_t n;
+} density_list;
+
+static int density_item(char *item, void *user)
+{
+    density_list *d = user;
+    return cli_parse_double("--density-sweep", item, 0.0, 1.0, &d->v[d->n++]);
+}
+
 /* "0.1,0.2,0.5" into a malloc'ed list of densities in [0, 1]. */
 static int parse_densities(const char *s, double **out, size_t *n)
 {
@@ -77,30 +89,15 @@ static int parse_densities(const char *s, double **out, size_t *n)
         cli_error("--density-sweep: at most %d densities", PARO_EVAL_MAX_SWEEP);
         return EXIT_USAGE;
     }
-    double *v = malloc(cap * sizeof *v);
-    char *copy = malloc(strlen(s) + 1);
-    if (!v || !copy) {
-        free(v);
-        free(copy);
+    density_list d = {malloc(cap * sizeof *d.v), 0};
+    if (!d.v)
         return cli_error("out of memory");
-    }
-    memcpy(copy, s, strlen(s) + 1);
-    size_t k = 0;
-    int rc = 0;
-    for (char *item = copy; item && !rc;) {
-        char *comma = strchr(item, ',');
-        if (comma)
-            *comma = 0;
-        rc = cli_parse_double("--density-sweep", item, 0.0, 1.0, &v[k++]);
-        item = comma ? comma + 1 : NULL;
-    }
-    free(copy);
-    if (rc) {
-        free(v);
+    if (cli_each_item("--density-sweep", s, density_item, &d)) {
+        free(d.v);
         return EXIT_USAGE;
     }
-    *out = v;
-    *n = k;
+    *out = d.v;
+    *n = d.n;
     return 0;
 }
 
