@@ -23,9 +23,11 @@
  * That is the default design (PARO_CUDA_ONE_PASS).  The others, selectable
  * through paro_cuda_geometry.design so that they can be measured against it
  * (tests/bench): row_stats_kernel for the rows' statistics alone, then
- * tile_stats_kernel for every order (ROW_PASS), or for the orders left over
- * once pair_pass_kernel (kernels/pair_pass.cu) has swept the pairs of
- * orders that share an innermost axis (PAIRS).
+ * tile_stats_kernel for every order (ROW_PASS); or pair_pass_kernel
+ * (kernels/pair_pass.cu) for the pairs of orders that share an innermost
+ * axis, with the orders left over taken as above: the first by
+ * first_pass_kernel, the others by tile_stats_kernel (PAIRS; the row pass
+ * first instead where every order is in a pair).
  *
  * Inputs are bf16.  Captures that are not exactly bf16 (f16, f32) are split
  * into hi + lo bf16 parts and S is accumulated as hi*hi + hi*lo + lo*hi,
