@@ -279,32 +279,42 @@ typedef struct list_items {
     size_t len, cap;
 } list_items;
 
+int cli_parse_range(const char *opt, char *item, uint32_t limit, uint32_t *lo, uint32_t *hi)
+{
+    char *dash = strchr(item, '-');
+    uint64_t a, b;
+    int rc;
+    if (dash && (dash == item || !dash[1]))
+        return bad_value(opt, item, "a range needs both ends (A-B)");
+    if (dash) {
+        *dash = 0;
+        rc = cli_parse_u64(opt, item, UINT32_MAX, &a) || cli_parse_u64(opt, dash + 1, UINT32_MAX, &b);
+        *dash = '-'; /* the whole item again, for the messages below */
+        if (!rc && b < a)
+            rc = bad_value(opt, item, "a range must run upwards (A-B with A <= B)");
+    } else {
+        rc = cli_parse_u64(opt, item, UINT32_MAX, &a);
+        b = a;
+    }
+    if (!rc && b >= limit) {
+        char why[80];
+        snprintf(why, sizeof why, "%llu is out of range: there are %u (0..%u)",
+                 (unsigned long long)b, limit, limit ? limit - 1 : 0);
+        rc = bad_value(opt, item, why);
+    }
+    if (!rc) {
+        *lo = (uint32_t)a;
+        *hi = (uint32_t)b;
+    }
+    return rc;
+}
+
 /* One item of a list: "N" or "A-B". */
 static int list_item(char *item, void *user)
 {
     list_items *l = user;
-    char *dash = strchr(item, '-');
-    uint64_t lo, hi;
-    int rc;
-    if (dash && (dash == item || !dash[1]))
-        return bad_value(l->opt, item, "a range needs both ends (A-B)");
-    if (dash) {
-        *dash = 0;
-        rc = cli_parse_u64(l->opt, item, UINT32_MAX, &lo) ||
-             cli_parse_u64(l->opt, dash + 1, UINT32_MAX, &hi);
-        *dash = '-'; /* the whole item again, for the messages below */
-        if (!rc && hi < lo)
-            rc = bad_value(l->opt, item, "a range must run upwards (A-B with A <= B)");
-    } else {
-        rc = cli_parse_u64(l->opt, item, UINT32_MAX, &lo);
-        hi = lo;
-    }
-    if (!rc && hi >= l->limit) {
-        char why[80];
-        snprintf(why, sizeof why, "%llu is out of range: there are %u (0..%u)",
-                 (unsigned long long)hi, l->limit, l->limit ? l->limit - 1 : 0);
-        rc = bad_value(l->opt, item, why);
-    }
+    uint32_t lo, hi;
+    int rc = cli_parse_range(l->opt, item, l->limit, &lo, &hi);
     for (uint64_t x = lo; !rc && x <= hi; x++) {
         if (l->len == l->cap) {
             uint32_t *grown = realloc(l->v, 2 * l->cap * sizeof *grown);

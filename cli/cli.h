@@ -91,6 +91,9 @@ int cli_parse_block(const char *opt, const char *s, uint32_t *bq, uint32_t *bk);
  * as a bad value of opt. */
 int cli_each_item(const char *opt, const char *s, int (*item_fn)(char *item, void *user),
                   void *user);
+/* One item of a list, "N" or "A-B" (A <= B), each below limit; item is
+ * written to and restored. */
+int cli_parse_range(const char *opt, char *item, uint32_t limit, uint32_t *lo, uint32_t *hi);
 /* "0,2,5-7" into a sorted list of distinct values < limit; malloc'ed. */
 int cli_parse_list(const char *opt, const char *s, uint32_t limit, uint32_t **out, uint32_t *n);
 

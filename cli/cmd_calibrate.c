@@ -230,37 +230,32 @@ static uint64_t cgroup_memory_limit(void)
 /* --gpus: "all" (-2), or device numbers and ranges ("0,1", "0-3"; a device
  * may be named twice: two threads share it) into out.  The count, or -1
  * after a message. */
+/* --gpus' devices in the order given, repeats kept (two host threads may
+ * share a GPU: tests/cuda/cli_parity.sh runs "--gpus 0,0"). */
+typedef struct gpu_list {
+    int *dev, n;
+} gpu_list;
+
+static int gpu_item(char *item, void *user)
+{
+    gpu_list *l = user;
+    uint32_t lo, hi;
+    if (cli_parse_range("--gpus", item, UINT32_MAX, &lo, &hi))
+        return EXIT_USAGE;
+    if (hi - lo >= (uint32_t)(PARO_CALIB_MAX_GPUS - l->n))
+        return cli_usage_error("calibrate ", &help, "--gpus: at most %d GPUs", PARO_CALIB_MAX_GPUS);
+    for (uint64_t d = lo; d <= hi; d++)
+        l->dev[l->n++] = (int)d;
+    return 0;
+}
+
+/* The count, -2 for "all", -1 after a usage error. */
 static int parse_gpus(const char *arg, int out[PARO_CALIB_MAX_GPUS])
 {
     if (!strcmp(arg, "all"))
         return -2;
-    int n = 0;
-    const char *p = arg;
-    for (;;) {
-        char *end;
-        long a = strtol(p, &end, 10), b = a;
-        int ok = end != p && *p >= '0' && *p <= '9';
-        if (ok && *end == '-') {
-            const char *q = end + 1;
-            b = strtol(q, &end, 10);
-            ok = end != q && *q >= '0' && *q <= '9' && b >= a;
-        }
-        if (!ok || (*end != ',' && *end != '\0')) {
-            cli_usage_error("calibrate ", &help,
-                            "--gpus must be 'all' or device numbers such as 0,1 or 0-3, not '%s'",
-                            arg);
-            return -1;
-        }
-        if (b - a >= PARO_CALIB_MAX_GPUS - n) {
-            cli_usage_error("calibrate ", &help, "--gpus: at most %d GPUs", PARO_CALIB_MAX_GPUS);
-            return -1;
-        }
-        for (long d = a; d <= b; d++)
-            out[n++] = (int)d;
-        if (*end == '\0')
-            return n;
-        p = end + 1;
-    }
+    gpu_list l = {out, 0};
+    return cli_each_item("--gpus", arg, gpu_item, &l) ? -1 : l.n;
 }
 
 int cmd_calibrate(int argc, char **argv)
