@@ -179,89 +179,64 @@ template <int D> struct Tile {
     }
 };
 
-/* Loads ROWS rows starting at sequence position pos0 (row r holds token
- * perm[pos0 + r], or pos0 + r when perm is null); positions >= n read as 0.
- * Threads split rows rather than chunks, so each looks up one token and
- * computes one address and swizzle per row, not per 16 bytes. */
-template <int D, int ROWS, int THREADS>
-__device__ __forceinline__ void load_rows(uint32_t smem, const __nv_bfloat16 *src,
-                                          const uint32_t *perm, int pos0, int n)
-{
-    constexpr int kChunks = Tile<D>::kChunks;
-    constexpr int kPerRow = THREADS >= ROWS ? THREADS / ROWS : 1; /* threads per row */
-    constexpr int kRowStep = THREADS / kPerRow;
-    constexpr int kMine = kChunks / kPerRow;                      /* chunks per thread */
-    static_assert(kChunks % kPerRow == 0, "threads per row must divide the chunks");
-    const int first = (threadIdx.x % kPerRow) * kMine;
-#pragma unroll
-    for (int row = threadIdx.x / kPerRow; row < ROWS; row += kRowStep) {
-        const int pos = pos0 + row;
-        const bool valid = pos < n;
-        const int token = valid ? (perm ? (int)__ldg(perm + pos) : pos) : 0;
-        const __nv_bfloat16 *from = src + (size_t)token * D;
-#pragma unroll
-        for (int i = 0; i < kMine; i++)
-            cp_async16(Tile<D>::at(smem, row, first + i), from + (first + i) * 8, valid ? 16 : 0);
-    }
-}
-
-/* load_rows for the key tiles of a sweep, with the permutation read one
- * tile ahead: fetch() reads the tokens of a later tile into registers,
- * load() starts the copies of the fetched tile.  A step then never waits
- * on a global read before it can form its copies' addresses. */
-template <int D, int ROWS, int THREADS> struct KeyGather {
-    static constexpr int kPerRow = THREADS >= ROWS ? THREADS / ROWS : 1;
+/* Copies ROWS rows of a [tokens][D] bf16 tensor into a Tile<D> in shared
+ * memory with cp.async, THREADS threads sharing the work.  Which tokens is
+ * read first (fetch: positions pos0.. of a permutation, or the positions
+ * themselves without one; fetch_listed: a list of tokens), into registers,
+ * and the copies start later (load).  A sweep fetches a key tile one step
+ * ahead, so no step waits on a global read to form its copies' addresses.
+ * Rows past the end (token -1) are zero-filled.  Threads split rows rather
+ * than chunks, so each looks up one token and forms one address and swizzle
+ * per row, not per 16 bytes. */
+template <int D, int ROWS, int THREADS> struct RowGather {
+    static constexpr int kPerRow = THREADS >= ROWS ? THREADS / ROWS : 1; /* threads per row */
     static constexpr int kRowStep = THREADS / kPerRow;
-    static constexpr int kMine = Tile<D>::kChunks / kPerRow;
-    static constexpr int kRows = ROWS / kRowStep; /* rows per thread */
+    static constexpr int kMine = Tile<D>::kChunks / kPerRow;            /* chunks per thread */
+    static constexpr int kRows = ROWS / kRowStep;                       /* rows per thread */
     static_assert(Tile<D>::kChunks % kPerRow == 0 && ROWS % kRowStep == 0,
                   "threads must split the tile evenly");
     int token[kRows]; /* capture index; -1 past the end */
 
+    __device__ __forceinline__ static int row(int i) { return (int)threadIdx.x / kPerRow + i * kRowStep; }
+
+    /* perm: nullptr for the identity. */
     __device__ __forceinline__ void fetch(const uint32_t *perm, int pos0, int n)
     {
 #pragma unroll
         for (int i = 0; i < kRows; i++) {
-            const int pos = pos0 + (int)threadIdx.x / kPerRow + i * kRowStep;
-            token[i] = pos < n ? (int)__ldg(perm + pos) : -1;
+            const int pos = pos0 + row(i);
+            token[i] = pos < n ? (perm ? (int)__ldg(perm + pos) : pos) : -1;
         }
+    }
+    /* tokens: ROWS entries, negative for none. */
+    __device__ __forceinline__ void fetch_listed(const int32_t *tokens)
+    {
+#pragma unroll
+        for (int i = 0; i < kRows; i++)
+            token[i] = __ldg(tokens + row(i));
     }
     __device__ __forceinline__ void load(uint32_t smem, const __nv_bfloat16 *src) const
     {
         const int first = (threadIdx.x % kPerRow) * kMine;
 #pragma unroll
         for (int i = 0; i < kRows; i++) {
-            const int row = (int)threadIdx.x / kPerRow + i * kRowStep;
             const __nv_bfloat16 *from = src + (size_t)(token[i] >= 0 ? token[i] : 0) * D;
 #pragma unroll
             for (int j = 0; j < kMine; j++)
-                cp_async16(Tile<D>::at(smem, row, first + j), from + (first + j) * 8,
+                cp_async16(Tile<D>::at(smem, row(i), first + j), from + (first + j) * 8,
                            token[i] >= 0 ? 16 : 0);
         }
     }
 };
 
-/* As load_rows, for ROWS rows listed by token (capture index; negative:
- * no row, read as 0). */
+/* The rows at positions pos0.. of perm (nullptr: the identity), at once. */
 template <int D, int ROWS, int THREADS>
-__device__ __forceinline__ void load_listed_rows(uint32_t smem, const __nv_bfloat16 *src,
-                                                 const int32_t *tokens)
+__device__ __forceinline__ void load_rows(uint32_t smem, const __nv_bfloat16 *src,
+                                          const uint32_t *perm, int pos0, int n)
 {
-    constexpr int kChunks = Tile<D>::kChunks;
-    constexpr int kPerRow = THREADS >= ROWS ? THREADS / ROWS : 1;
-    constexpr int kRowStep = THREADS / kPerRow;
-    constexpr int kMine = kChunks / kPerRow;
-    static_assert(kChunks % kPerRow == 0, "threads per row must divide the chunks");
-    const int first = (threadIdx.x % kPerRow) * kMine;
-#pragma unroll
-    for (int row = threadIdx.x / kPerRow; row < ROWS; row += kRowStep) {
-        const int token = __ldg(tokens + row);
-        const __nv_bfloat16 *from = src + (size_t)(token >= 0 ? token : 0) * D;
-#pragma unroll
-        for (int i = 0; i < kMine; i++)
-            cp_async16(Tile<D>::at(smem, row, first + i), from + (first + i) * 8,
-                       token >= 0 ? 16 : 0);
-    }
+    RowGather<D, ROWS, THREADS> rows;
+    rows.fetch(perm, pos0, n);
+    rows.load(smem, src);
 }
 
 /* Each warp owns 32 query rows (two m16 tiles), so every K fragment read

@@ -149,10 +149,14 @@ __global__ void __launch_bounds__(kCtaRows, PARO_PAIR_MIN_BLOCKS) pair_pass_kern
     const int32_t *tokens = args.row_token + (size_t)cta * kCtaRows;
     const uint8_t *info = args.row_info + (size_t)cta * kCtaRows;
 
-    load_listed_rows<D, kCtaRows, kCtaRows>(sm.q, qp, tokens);
-    if (SPLIT)
-        load_listed_rows<D, kCtaRows, kCtaRows>(sm.q_lo, q_lo, tokens);
-    KeyGather<D, kChunk, kCtaRows> keys;
+    {
+        RowGather<D, kCtaRows, kCtaRows> rows;
+        rows.fetch_listed(tokens);
+        rows.load(sm.q, qp);
+        if (SPLIT)
+            rows.load(sm.q_lo, q_lo);
+    }
+    RowGather<D, kChunk, kCtaRows> keys;
     keys.fetch(args.perm_b, 0, n);
     keys.load(sm.k(0), kp);
     if (SPLIT)

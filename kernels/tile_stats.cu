@@ -224,7 +224,7 @@ __global__ void __launch_bounds__(kCtaRows, PARO_TILE_MIN_BLOCKS * 128 / kCtaRow
     load_rows<D, kCtaRows, kThreads>(sm.q, q, perm, qblock0 * BQ, n);
     if (SPLIT)
         load_rows<D, kCtaRows, kThreads>(sm.q_lo, q_lo, perm, qblock0 * BQ, n);
-    KeyGather<D, BK, kThreads> keys;
+    RowGather<D, BK, kThreads> keys;
     keys.fetch(perm, 0, n);
     keys.load(sm.k(0), k);
     if (SPLIT)
@@ -389,7 +389,7 @@ __global__ void __launch_bounds__(kCtaRows, PARO_TILE_MIN_BLOCKS * 128 / kCtaRow
         load_rows<D, kCtaRows, kThreads>(sm.q, q, perm, qblock0 * BQ, n);
         if (SPLIT)
             load_rows<D, kCtaRows, kThreads>(sm.q_lo, q_lo, perm, qblock0 * BQ, n);
-        KeyGather<D, BK, kThreads> keys;
+        RowGather<D, BK, kThreads> keys;
         keys.fetch(perm, 0, n);
         keys.load(sm.k(0), k);
         if (SPLIT)
@@ -751,7 +751,9 @@ struct paro_cuda_ctx {
      * ONE_PASS, PAIRS' first order left over (-1: none, the row pass runs
      * instead), -1 under ROW_PASS. */
     int first_slot;
-    PairSums pair_sums;
+    PairSums pair_sums;      /* in the scratch, or in pair_sums_own */
+    void *pair_sums_own;
+    size_t pair_sums_bytes;
     acc_set acc[2];
     int open;                /* acc set taking samples, -1 when none */
     int sealed_order[2];     /* sealed sets, oldest first */
@@ -861,10 +863,7 @@ extern "C" void paro_cuda_close(paro_cuda_ctx *ctx)
         cudaFree(t->bind);
         cudaFree(t->chunk);
     }
-    cudaFree(ctx->pair_sums.sum_a);
-    cudaFree(ctx->pair_sums.sum_b);
-    cudaFree(ctx->pair_sums.max_a);
-    cudaFree(ctx->pair_sums.max_b);
+    cudaFree(ctx->pair_sums_own);
     cudaFreeHost(ctx->needs_lo_host);
     pinned_free(&ctx->host_q);
     pinned_free(&ctx->host_k);
@@ -893,8 +892,9 @@ static paro_err upload_table(paro_cuda_ctx *ctx, void **dst, const void *src, si
     return PARO_OK;
 }
 
-/* PARO_CUDA_PAIRS: which orders go in pairs, their plans on the device, and
- * the pair pass's sums.  Needs ctx->perms on the device. */
+/* PARO_CUDA_PAIRS: which orders go in pairs and their plans on the device
+ * (alloc_pair_sums, later, gives their sums).  Needs ctx->perms on the
+ * device. */
 static paro_err open_pairs(paro_cuda_ctx *ctx, const paro_cuda_geometry *g, paro_errinfo *ei)
 {
     int chosen[PARO_PAIR_MAX_SLOTS / 2][2];
@@ -939,18 +939,34 @@ static paro_err open_pairs(paro_cuda_ctx *ctx, const paro_cuda_geometry *g, paro
     }
     if (rc || ctx->n_pairs == 0)
         return rc;
-    const size_t sums = (size_t)g->heads * ctx->tiles;
-    PairSums *s = &ctx->pair_sums;
-    if ((rc = dev_alloc(ctx, (void **)&s->sum_a, sums * sizeof *s->sum_a, ei)) ||
-        (rc = dev_alloc(ctx, (void **)&s->sum_b, sums * sizeof *s->sum_b, ei)) ||
-        (rc = dev_alloc(ctx, (void **)&s->max_a, sums * sizeof *s->max_a, ei)) ||
-        (rc = dev_alloc(ctx, (void **)&s->max_b, sums * sizeof *s->max_b, ei)))
-        return rc;
-    CUDA_TRY(ei, ctx->device, cudaMemset(s->sum_a, 0, sums * sizeof *s->sum_a));
-    CUDA_TRY(ei, ctx->device, cudaMemset(s->sum_b, 0, sums * sizeof *s->sum_b));
-    CUDA_TRY(ei, ctx->device, cudaMemset(s->max_a, 0, sums * sizeof *s->max_a));
-    CUDA_TRY(ei, ctx->device, cudaMemset(s->max_b, 0, sums * sizeof *s->max_b));
     CUDA_TRY(ei, ctx->device, paro_pair_prepare((int)g->head_dim, (int)g->nk));
+    return PARO_OK;
+}
+
+/* The pair pass's sums, cleared: [heads][tiles] of each array, one block.
+ * Where the first pass runs first and its scratch is large enough, they
+ * live in the scratch, which is free once that pass has ended (the compute
+ * stream orders them): launch_sample clears them after it. */
+static paro_err alloc_pair_sums(paro_cuda_ctx *ctx, size_t scratch_bytes, paro_errinfo *ei)
+{
+    const size_t sums = (size_t)ctx->g.heads * ctx->tiles;
+    const size_t bytes = sums * (2 * sizeof(unsigned long long) + 2 * sizeof(unsigned));
+    unsigned char *base;
+    ctx->pair_sums_bytes = bytes;
+    if (ctx->first_slot >= 0 && scratch_bytes >= bytes) {
+        base = reinterpret_cast<unsigned char *>(ctx->scratch);
+    } else {
+        paro_err rc = dev_alloc(ctx, (void **)&ctx->pair_sums_own, bytes, ei);
+        if (rc)
+            return rc;
+        base = reinterpret_cast<unsigned char *>(ctx->pair_sums_own);
+    }
+    PairSums *s = &ctx->pair_sums;
+    s->sum_a = reinterpret_cast<unsigned long long *>(base);
+    s->sum_b = s->sum_a + sums;
+    s->max_a = reinterpret_cast<unsigned *>(s->sum_b + sums);
+    s->max_b = s->max_a + sums;
+    CUDA_TRY(ei, ctx->device, cudaMemset(base, 0, bytes));
     return PARO_OK;
 }
 
@@ -1023,6 +1039,7 @@ static paro_err open_ctx(paro_cuda_ctx *ctx, const paro_cuda_geometry *g, paro_e
     ctx->first_slot = g->design == PARO_CUDA_ONE_PASS ? 0
                       : g->design == PARO_CUDA_PAIRS && ctx->n_singles > 0 ? ctx->singles[0]
                                                                           : -1;
+    size_t scratch_bytes = 0;
     if (ctx->first_slot >= 0) {
         /* As many blocks as stay resident (inputs with lo parts need more
          * shared memory, so fewer of them), within the scratch cap. */
@@ -1043,7 +1060,10 @@ static paro_err open_ctx(paro_cuda_ctx *ctx, const paro_cuda_geometry *g, paro_e
         }
         if ((rc = dev_alloc(ctx, (void **)&ctx->scratch, most * per_block, ei)))
             return rc;
+        scratch_bytes = most * per_block;
     }
+    if (ctx->n_pairs > 0 && (rc = alloc_pair_sums(ctx, scratch_bytes, ei)))
+        return rc;
     ctx->open = -1;
     return PARO_OK;
 }
@@ -1269,6 +1289,9 @@ static paro_err launch_sample(paro_cuda_ctx *ctx, int set, int split, uint32_t b
             CUDA_TRY(ei, dev, tiles(slot0, slots));
         return PARO_OK;
     }
+    if (ctx->n_pairs > 0 && ctx->pair_sums_own == nullptr) /* the first pass wrote over them */
+        CUDA_TRY(ei, dev, cudaMemsetAsync(ctx->pair_sums.sum_a, 0, ctx->pair_sums_bytes,
+                                          ctx->compute));
     PairLaunch pl = {in.q, in.k, in.q_lo, in.k_lo, n, (int)g->head_dim, (int)g->heads,
                      (int)g->nq, (int)g->nk, (int)g->n_slots, c, ctx->row_max, ctx->row_inv,
                      mass, a->peak};
