@@ -181,8 +181,8 @@ template <int D> struct Tile {
 
 /* Copies ROWS rows of a [tokens][D] bf16 tensor into a Tile<D> in shared
  * memory with cp.async, THREADS threads sharing the work.  Which tokens is
- * read first (fetch: positions pos0.. of a permutation, or the positions
- * themselves without one; fetch_listed: a list of tokens), into registers,
+ * read first (fetch: positions pos0.. of a permutation; fetch_positions:
+ * the positions themselves; fetch_listed: a list of tokens), into registers,
  * and the copies start later (load).  A sweep fetches a key tile one step
  * ahead, so no step waits on a global read to form its copies' addresses.
  * Rows past the end (token -1) are zero-filled.  Threads split rows rather
@@ -199,13 +199,22 @@ template <int D, int ROWS, int THREADS> struct RowGather {
 
     __device__ __forceinline__ static int row(int i) { return (int)threadIdx.x / kPerRow + i * kRowStep; }
 
-    /* perm: nullptr for the identity. */
+    /* perm: not null (a test per step costs the sweeps 1%, measured). */
     __device__ __forceinline__ void fetch(const uint32_t *perm, int pos0, int n)
     {
 #pragma unroll
         for (int i = 0; i < kRows; i++) {
             const int pos = pos0 + row(i);
-            token[i] = pos < n ? (perm ? (int)__ldg(perm + pos) : pos) : -1;
+            token[i] = pos < n ? (int)__ldg(perm + pos) : -1;
+        }
+    }
+    /* The positions themselves (no permutation). */
+    __device__ __forceinline__ void fetch_positions(int pos0, int n)
+    {
+#pragma unroll
+        for (int i = 0; i < kRows; i++) {
+            const int pos = pos0 + row(i);
+            token[i] = pos < n ? pos : -1;
         }
     }
     /* tokens: ROWS entries, negative for none. */
@@ -215,15 +224,18 @@ template <int D, int ROWS, int THREADS> struct RowGather {
         for (int i = 0; i < kRows; i++)
             token[i] = __ldg(tokens + row(i));
     }
+    /* A row's threads take every kPerRow-th chunk, so that one copy
+     * instruction reads whole 32-byte sectors (adjacent lanes, adjacent
+     * chunks) and the chunks' addresses differ by constants. */
     __device__ __forceinline__ void load(uint32_t smem, const __nv_bfloat16 *src) const
     {
-        const int first = (threadIdx.x % kPerRow) * kMine;
+        const int first = threadIdx.x % kPerRow;
 #pragma unroll
         for (int i = 0; i < kRows; i++) {
-            const __nv_bfloat16 *from = src + (size_t)(token[i] >= 0 ? token[i] : 0) * D;
+            const __nv_bfloat16 *from = src + (size_t)(token[i] >= 0 ? token[i] : 0) * D + first * 8;
 #pragma unroll
             for (int j = 0; j < kMine; j++)
-                cp_async16(Tile<D>::at(smem, row(i), first + j), from + (first + j) * 8,
+                cp_async16(Tile<D>::at(smem, row(i), first + j * kPerRow), from + j * kPerRow * 8,
                            token[i] >= 0 ? 16 : 0);
         }
     }
@@ -235,7 +247,10 @@ __device__ __forceinline__ void load_rows(uint32_t smem, const __nv_bfloat16 *sr
                                           const uint32_t *perm, int pos0, int n)
 {
     RowGather<D, ROWS, THREADS> rows;
-    rows.fetch(perm, pos0, n);
+    if (perm)
+        rows.fetch(perm, pos0, n);
+    else
+        rows.fetch_positions(pos0, n);
     rows.load(smem, src);
 }
 

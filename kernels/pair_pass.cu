@@ -7,19 +7,24 @@
  * warp computes S with tensor cores, then p' = 2^14 p = 2^(s c + bias) once
  * per element (bias folds in the row's normaliser and the 2^14), rounded to
  * f16 pairs, and from those pairs:
- *   - sums, on tensor cores: D = (key-group indicator)^T p'^T gives each
- *     key group's sum per row, then E = D x (row-group indicator) each
- *     cell's sum (the indicators are 0/1 matrices; repeated rows have no 1);
- *   - maxima: each thread first takes the larger of its two rows of a unit
- *     (rows g and g + 8 of an mma tile, one row group by construction), then
- *     a running maximum over the step's keys in order; at each key-group
- *     boundary (the same for all lanes) the row group's lanes combine theirs
- *     with one redux.sync.
- * A cell's sum and maximum go to its tile of A (kept for the whole sweep in
- * shared memory: the block's rows meet at most PARO_PAIR_MAX_QA query blocks
- * of A) and to its tile of B (the step is inside one key block of B), as
- * 64-bit fixed point and f16 bit patterns through integer atomics: the same
- * bits whatever order the blocks add in.
+ *   - sums, on tensor cores: D = (sum-row indicator)^T p'^T gives each row's
+ *     sum over the keys of each of the step's A key blocks and (row 15) over
+ *     all its keys, then E = D x (column indicator) sums those over the rows
+ *     of each of the warp's two A query blocks and six B query blocks (the
+ *     indicators are 0/1 matrices; repeated rows have no 1).  An A tile's
+ *     sum has one lane a step, which adds it into the warp's own f32 row of
+ *     A's tiles in shared memory (no atomics; the warps' rows are added in
+ *     warp order at the end); a B tile's goes to the step's staging;
+ *   - maxima: each thread takes the larger of its two rows of a unit (rows
+ *     g and g + 8 of an mma tile, one row group by construction) and a
+ *     running maximum over the step's keys in order; at each key-group
+ *     boundary (the same for all lanes) a quad's lanes combine theirs with
+ *     two shuffles and the first adds it to A's tile with atomicMax.
+ * A's tiles are kept for the whole sweep in shared memory (the block's rows
+ * meet at most PARO_PAIR_MAX_QA query blocks of A), B's per step (the step
+ * is inside one key block of B).  They leave the block as 64-bit fixed
+ * point sums and f16 bit patterns of maxima through integer atomics: the
+ * same bits whatever order the blocks add in.
  *
  * f16 keeps p' to 2^-12 relative (2^-25 absolute below 2^-14, that is
  * 2^-39 of p), and D to 2^-12 relative; both roundings are far inside the
@@ -45,7 +50,7 @@ constexpr int kTableBytes = (int)sizeof(paro_pair_chunk) + 4 * 32 * 16;
 #ifndef PARO_PAIR_MIN_BLOCKS
 #define PARO_PAIR_MIN_BLOCKS 4 /* thread blocks per SM the register budget allows */
 #endif
-static_assert(sizeof(paro_pair_chunk) == 64, "a step's table is 64 bytes");
+static_assert(sizeof(paro_pair_chunk) == 128, "a step's table is 128 bytes");
 
 struct PairArgs {
     HeadInputs in;
@@ -54,9 +59,9 @@ struct PairArgs {
     const float *row_max, *row_inv;
     const int32_t *row_token;
     const uint8_t *row_info;
-    const uint32_t *warp_qb, *cta_qa0, *cta_qb, *perm_b;
-    const uint8_t *warp_qbslot;
-    const unsigned char *chunk; /* paro_pair_chunk, 64 bytes each */
+    const uint32_t *warp_qb, *cta_qa0, *cta_qb, *perm_b, *warp_qa0;
+    const uint8_t *warp_qbslot, *warp_col, *warp_qbcta;
+    const unsigned char *chunk; /* paro_pair_chunk, 128 bytes each */
     const unsigned char *bind;  /* 2048 bytes a step */
     unsigned long long *sum_a, *sum_b;
     unsigned *max_a, *max_b;
@@ -96,8 +101,8 @@ __device__ __forceinline__ void load_table(unsigned char *dst, const PairArgs &a
     cp_async16(smem_addr(dst + sizeof(paro_pair_chunk) + threadIdx.x * 16), bind + threadIdx.x * 16,
                16);
     if (threadIdx.x < sizeof(paro_pair_chunk) / 16)
-        cp_async16(smem_addr(dst + threadIdx.x * 16), a.chunk + (size_t)ci * 64 + threadIdx.x * 16,
-                   16);
+        cp_async16(smem_addr(dst + threadIdx.x * 16),
+                   a.chunk + (size_t)ci * sizeof(paro_pair_chunk) + threadIdx.x * 16, 16);
 }
 
 /* Thread t < PARO_PAIR_MAX_QB: the staged B tile of the block's t-th B query
@@ -127,6 +132,9 @@ __global__ void __launch_bounds__(kCtaRows, PARO_PAIR_MIN_BLOCKS) pair_pass_kern
     unsigned char *const smem = aligned_smem(smem_raw);
     __shared__ uint32_t group_qb[kCtaWarps][PARO_PAIR_MAX_ROW_GROUPS];
     __shared__ int group_slot[kCtaWarps][PARO_PAIR_MAX_ROW_GROUPS];
+    __shared__ uint8_t group_col[kCtaWarps][PARO_PAIR_MAX_ROW_GROUPS];
+    __shared__ uint8_t col_slot[kCtaWarps][PARO_PAIR_WARP_QB]; /* B column -> cta_qb index */
+    __shared__ int warp_qa0[kCtaWarps];
     /* B's tiles of the step, by B query block of the thread block: fixed-point
      * sum (bits 24 and up, low 24 bits) and maximum; two steps' worth, one
      * filled while the other goes to global memory. */
@@ -140,12 +148,11 @@ __global__ void __launch_bounds__(kCtaRows, PARO_PAIR_MIN_BLOCKS) pair_pass_kern
     const __nv_bfloat16 *k_lo = SPLIT ? args.in.k_lo + head_off : nullptr;
     const Sm sm(smem_addr(smem));
     unsigned char *tables = smem + Sm::kBytes;
-    /* A's tiles: the fixed-point sum as two 32-bit counters (shared memory
-     * has no 64-bit atomic add), bits 24 and up and the low 24 bits; the
-     * block adds at most a few hundred cells to a tile, so neither wraps. */
-    unsigned *acc_hi = reinterpret_cast<unsigned *>(tables + 2 * kTableBytes);
-    unsigned *acc_lo = acc_hi + PARO_PAIR_MAX_QA * nk;
-    unsigned *acc_max = acc_lo + PARO_PAIR_MAX_QA * nk;
+    /* A's tiles: each warp's sums, [warp][A column][key block], which only
+     * that warp adds to, in step order (deterministic without atomics), and
+     * the block's maxima, [A query block - qa0][key block]. */
+    float *acc_sum = reinterpret_cast<float *>(tables + 2 * kTableBytes);
+    unsigned *acc_max = reinterpret_cast<unsigned *>(acc_sum + kCtaWarps * PARO_PAIR_WARP_QA * nk);
     const int32_t *tokens = args.row_token + (size_t)cta * kCtaRows;
     const uint8_t *info = args.row_info + (size_t)cta * kCtaRows;
 
@@ -164,13 +171,21 @@ __global__ void __launch_bounds__(kCtaRows, PARO_PAIR_MIN_BLOCKS) pair_pass_kern
     load_table(tables, args, 0);
     cp_async_commit();
     keys.fetch(args.perm_b, kChunk, n);
+    for (int i = threadIdx.x; i < kCtaWarps * PARO_PAIR_WARP_QA * nk; i += kCtaRows)
+        acc_sum[i] = 0.f;
     for (int i = threadIdx.x; i < PARO_PAIR_MAX_QA * nk; i += kCtaRows)
-        acc_hi[i] = acc_lo[i] = acc_max[i] = 0u;
+        acc_max[i] = 0u;
+    const size_t warp_at = (size_t)cta * kCtaWarps + warp;
     if (lane < PARO_PAIR_MAX_ROW_GROUPS) {
-        const size_t at = ((size_t)cta * kCtaWarps + warp) * PARO_PAIR_MAX_ROW_GROUPS + lane;
+        const size_t at = warp_at * PARO_PAIR_MAX_ROW_GROUPS + lane;
         group_qb[warp][lane] = __ldg(args.warp_qb + at);
         group_slot[warp][lane] = __ldg(args.warp_qbslot + at);
+        group_col[warp][lane] = __ldg(args.warp_col + at);
     }
+    if (lane < PARO_PAIR_WARP_QB)
+        col_slot[warp][lane] = __ldg(args.warp_qbcta + warp_at * PARO_PAIR_WARP_QB + lane);
+    if (lane == 0)
+        warp_qa0[warp] = (int)__ldg(args.warp_qa0 + warp_at);
     if (threadIdx.x < 2 * PARO_PAIR_MAX_QB) {
         (&stage_hi[0][0])[threadIdx.x] = 0u;
         (&stage_lo[0][0])[threadIdx.x] = 0u;
@@ -197,8 +212,13 @@ __global__ void __launch_bounds__(kCtaRows, PARO_PAIR_MIN_BLOCKS) pair_pass_kern
         const unsigned inf = __ldg(info + warp * kWarpRows + mt * 16 + g);
         ugroup[mt] = inf == PARO_PAIR_NO_ROW ? PARO_PAIR_MAX_ROW_GROUPS : (int)(inf & 7u);
     }
-    /* The row-group indicator as mma B fragments: k-step mt covers the
-     * warp's rows 16 mt + k, column g is row group g; counted rows only. */
+    const int qa0 = (int)__ldg(args.cta_qa0 + cta);
+    const size_t head_tiles = (size_t)head * args.tiles;
+    cp_async_wait<0>();
+    __syncthreads();
+    /* The rows' columns as mma B fragments: k-step mt covers the warp's rows
+     * 16 mt + k; column g is the warp's A query block g (g < 2) or B query
+     * block g - 2; counted rows only. */
     uint32_t rind[2][2];
 #pragma unroll
     for (int mt = 0; mt < 2; mt++)
@@ -208,15 +228,14 @@ __global__ void __launch_bounds__(kCtaRows, PARO_PAIR_MIN_BLOCKS) pair_pass_kern
 #pragma unroll
             for (int e = 0; e < 2; e++) {
                 const unsigned inf = __ldg(info + warp * kWarpRows + mt * 16 + 2 * q + 8 * r2 + e);
-                if (inf != PARO_PAIR_NO_ROW && (inf & 7u) == (unsigned)g && (inf & PARO_PAIR_COUNTED))
-                    bits |= PARO_PAIR_ROW_ONE << (16 * e);
+                if (inf != PARO_PAIR_NO_ROW && (inf & PARO_PAIR_COUNTED)) {
+                    const unsigned col = group_col[warp][inf & 7u];
+                    if ((col & 15u) == (unsigned)g || 2 + (col >> 4) == (unsigned)g)
+                        bits |= PARO_PAIR_ROW_ONE << (16 * e);
+                }
             }
             rind[mt][r2] = bits;
         }
-    const int qa0 = (int)__ldg(args.cta_qa0 + cta);
-    const size_t head_tiles = (size_t)head * args.tiles;
-    cp_async_wait<0>();
-    __syncthreads();
     /* Where each unit's maxima go: its row of A's tiles in acc_max, its B
      * query block's slot in the staging; -1 for a unit without rows. */
     int a_row[2], b_slot[2];
@@ -310,27 +329,38 @@ __global__ void __launch_bounds__(kCtaRows, PARO_PAIR_MIN_BLOCKS) pair_pass_kern
                     for (int h = 0; h < 2; h++)
                         mma_f16(dsum[mt][h], a, pp[mt][2 * jj][h], pp[mt][2 * jj + 1][h]);
             }
-            /* Maxima: unit by unit, key group by key group. */
+            /* Maxima: unit by unit, key group by key group, 16 keys at a
+             * time: a lane's keys 2q, 2q + 1 of two 8-key tiles, taken in the
+             * same pairs as the sums' mma takes them (no register copies). */
 #pragma unroll
-            for (int t = 0; t < kSub / 8; t++) {
-                const int tile = sub * (kSub / 8) + t, t_end = 8 * tile + 8, k0 = 8 * tile + 2 * q;
-                const uint32_t u0 = max_f16x2(pp[0][t][0], pp[0][t][1]);
-                const uint32_t u1 = max_f16x2(pp[1][t][0], pp[1][t][1]);
-                if (next_cut >= t_end) { /* the same for every lane */
-                    cur[0] = max_f16x2(cur[0], u0);
-                    cur[1] = max_f16x2(cur[1], u1);
+            for (int jj = 0; jj < kSub / 16; jj++) {
+                const int span = sub * (kSub / 16) + jj, s_end = 16 * span + 16;
+                const int ka = 16 * span + 2 * q, kb = ka + 8; /* the two tiles' first keys */
+                if (next_cut >= s_end) { /* the same for every lane */
+#pragma unroll
+                    for (int mt = 0; mt < 2; mt++)
+                        cur[mt] = max_f16x2(cur[mt],
+                                            max_f16x2(max_f16x2(pp[mt][2 * jj][0], pp[mt][2 * jj + 1][0]),
+                                                      max_f16x2(pp[mt][2 * jj][1], pp[mt][2 * jj + 1][1])));
                 } else {
+                    uint32_t ta[2], tb[2]; /* per unit, tile a and tile b over both rows */
+#pragma unroll
+                    for (int mt = 0; mt < 2; mt++) {
+                        ta[mt] = max_f16x2(pp[mt][2 * jj][0], pp[mt][2 * jj][1]);
+                        tb[mt] = max_f16x2(pp[mt][2 * jj + 1][0], pp[mt][2 * jj + 1][1]);
+                    }
                     do {
-                        const uint32_t m = keys_in(seg_lo, next_cut, k0);
-                        flush(max_f16x2(cur[0], u0 & m), max_f16x2(cur[1], u1 & m));
-                        cur[0] = cur[1] = 0u; /* a second boundary in this tile starts afresh */
+                        const uint32_t ma = keys_in(seg_lo, next_cut, ka), mb = keys_in(seg_lo, next_cut, kb);
+                        flush(max_f16x2(cur[0], max_f16x2(ta[0] & ma, tb[0] & mb)),
+                              max_f16x2(cur[1], max_f16x2(ta[1] & ma, tb[1] & mb)));
+                        cur[0] = cur[1] = 0u; /* a second boundary in this span starts afresh */
                         seg_lo = next_cut;
                         gi++;
                         next_cut = gi < n_groups - 1 ? ch->cut[gi] : kChunk;
-                    } while (next_cut < t_end);
-                    const uint32_t m = keys_in(seg_lo, t_end, k0);
-                    cur[0] = u0 & m;
-                    cur[1] = u1 & m;
+                    } while (next_cut < s_end);
+                    const uint32_t ma = keys_in(seg_lo, s_end, ka), mb = keys_in(seg_lo, s_end, kb);
+                    cur[0] = max_f16x2(ta[0] & ma, tb[0] & mb);
+                    cur[1] = max_f16x2(ta[1] & ma, tb[1] & mb);
                 }
             }
         }
@@ -344,7 +374,8 @@ __global__ void __launch_bounds__(kCtaRows, PARO_PAIR_MIN_BLOCKS) pair_pass_kern
                 atomicMax(&stage_max[buf][b_slot[1]], step_top >> 16);
         }
 
-        /* Sums: E = D x row indicator: E[key group][row group]. */
+        /* Sums: E = D x column indicator, E[sum row][column]: e[0], e[1] at
+         * row g, columns 2q and 2q + 1; e[2], e[3] at row g + 8. */
         float e[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
         for (int mt = 0; mt < 2; mt++) {
@@ -354,37 +385,29 @@ __global__ void __launch_bounds__(kCtaRows, PARO_PAIR_MIN_BLOCKS) pair_pass_kern
                                    pack_f16(dsum[mt][1][2], dsum[mt][1][3])};
             mma_f16(e, a, rind[mt][0], rind[mt][1]);
         }
-        /* e[i]: key group g + 8 (i >> 1), row group 2q + (i & 1).  A: its
-         * cell's tile, in shared memory (groups 8.. only when the step has
-         * them: the same for the whole warp). */
+        if (q == 0) {
+            /* A: columns 0 and 1, the warp's A query blocks; row m is one
+             * of the step's distinct A key blocks, so each tile has one
+             * lane: a plain add into the warp's own sums. */
+            const int n_sums = ch->n_sums;
 #pragma unroll
-        for (int i = 0; i < 4; i++) {
-            if (i >= 2 && n_groups <= 8)
-                break;
-            const int m = g + 8 * (i >> 1);
-            const uint32_t qab = group_qb[warp][2 * q + (i & 1)];
-            if (m < n_groups && qab != PARO_PAIR_NO_GROUP && e[i] > 0.f) {
-                const unsigned long long v = to_fixed(e[i]);
-                const int at = ((int)(qab & 0xFFFFu) - qa0) * nk + ch->kb_a[m];
-                atomicAdd(acc_hi + at, (unsigned)(v >> 24));
-                atomicAdd(acc_lo + at, (unsigned)(v & 0xFFFFFFu));
+            for (int h = 0; h < 2; h++) {
+                const int m = g + 8 * h;
+                if (m < n_sums) {
+                    float *at = acc_sum + warp * PARO_PAIR_WARP_QA * nk + ch->kb_sum[m];
+                    at[0] += e[2 * h];
+                    at[nk] += e[2 * h + 1];
+                }
             }
-        }
-        /* B: a row group's sum over the step's key groups. */
-        float b0 = e[0] + e[2], b1 = e[1] + e[3];
-#pragma unroll
-        for (int off = 4; off < 32; off <<= 1) {
-            b0 += __shfl_xor_sync(0xffffffffu, b0, off);
-            b1 += __shfl_xor_sync(0xffffffffu, b1, off);
-        }
-        if (g == 0) {
+        } else if (g == PARO_PAIR_SUM_ROWS - 8) {
+            /* B: row 15 (every key of the step), columns 2q and 2q + 1, the
+             * warp's B query blocks 2q - 2 and 2q - 1. */
 #pragma unroll
             for (int i = 0; i < 2; i++) {
-                const uint32_t qab = group_qb[warp][2 * q + i];
-                const float v = i ? b1 : b0;
-                if (qab != PARO_PAIR_NO_GROUP && v > 0.f) {
+                const unsigned slot = col_slot[warp][2 * q - 2 + i];
+                const float v = e[2 + i];
+                if (slot != 0xFFu && v > 0.f) {
                     const unsigned long long f = to_fixed(v);
-                    const int slot = group_slot[warp][2 * q + i];
                     atomicAdd(&stage_hi[buf][slot], (unsigned)(f >> 24));
                     atomicAdd(&stage_lo[buf][slot], (unsigned)(f & 0xFFFFFFu));
                 }
@@ -395,13 +418,20 @@ __global__ void __launch_bounds__(kCtaRows, PARO_PAIR_MIN_BLOCKS) pair_pass_kern
     if (threadIdx.x < PARO_PAIR_MAX_QB)
         flush_stage(args, stage_hi[(args.n_chunks - 1) & 1], stage_lo[(args.n_chunks - 1) & 1],
                     stage_max[(args.n_chunks - 1) & 1], cta, head_tiles, kb_b_prev, nk);
-    /* The block's share of A's tiles. */
+    /* The block's share of A's tiles: the warps' sums added in warp order. */
     for (int i = threadIdx.x; i < PARO_PAIR_MAX_QA * nk; i += kCtaRows) {
-        const int qa = qa0 + i / nk;
+        const int qa = qa0 + i / nk, kb = i % nk;
         if (qa >= args.nq)
             break;
-        const size_t at = head_tiles + (size_t)qa * nk + i % nk;
-        const unsigned long long sum = ((unsigned long long)acc_hi[i] << 24) + acc_lo[i];
+        float e = 0.f;
+#pragma unroll
+        for (int w = 0; w < kCtaWarps; w++) {
+            const int col = qa - warp_qa0[w];
+            if (col >= 0 && col < PARO_PAIR_WARP_QA)
+                e += acc_sum[(w * PARO_PAIR_WARP_QA + col) * nk + kb];
+        }
+        const size_t at = head_tiles + (size_t)qa * nk + kb;
+        const unsigned long long sum = to_fixed(e);
         if (sum)
             atomicAdd(args.sum_a + at, sum);
         if (acc_max[i])
@@ -455,7 +485,8 @@ size_t base_bytes(int d, bool split)
 size_t paro_pair_smem_bytes(int d, bool split, int nk)
 {
     return base_bytes(d, split) + kSmemSlack + 2 * kTableBytes +
-           (size_t)PARO_PAIR_MAX_QA * nk * 3 * sizeof(unsigned);
+           (size_t)kCtaWarps * PARO_PAIR_WARP_QA * nk * sizeof(float) +
+           (size_t)PARO_PAIR_MAX_QA * nk * sizeof(unsigned);
 }
 
 cudaError_t paro_pair_prepare(int d, int nk)
@@ -490,6 +521,9 @@ cudaError_t paro_pair_run(const PairLaunch &l, const PairTables &t, const PairSu
     a.cta_qa0 = t.cta_qa0;
     a.cta_qb = t.cta_qb;
     a.warp_qbslot = t.warp_qbslot;
+    a.warp_col = t.warp_col;
+    a.warp_qa0 = t.warp_qa0;
+    a.warp_qbcta = t.warp_qbcta;
     a.perm_b = t.perm_b;
     a.chunk = reinterpret_cast<const unsigned char *>(t.chunk);
     a.bind = reinterpret_cast<const unsigned char *>(t.bind);

@@ -12,6 +12,9 @@ void paro_pair_plan_free(paro_pair_plan *p)
     free(p->cta_qa0);
     free(p->cta_qb);
     free(p->warp_qbslot);
+    free(p->warp_col);
+    free(p->warp_qa0);
+    free(p->warp_qbcta);
     free(p->chunk);
     free(p->bind);
     memset(p, 0, sizeof *p);
@@ -91,11 +94,15 @@ paro_err paro_pair_plan_build(paro_pair_plan *p, const uint32_t *perm_a, const u
     p->cta_qa0 = malloc((size_t)p->n_ctas * sizeof *p->cta_qa0);
     p->cta_qb = malloc((size_t)p->n_ctas * PARO_PAIR_MAX_QB * sizeof *p->cta_qb);
     p->warp_qbslot = calloc((size_t)p->n_warps * PARO_PAIR_MAX_ROW_GROUPS, 1);
+    p->warp_col = calloc((size_t)p->n_warps * PARO_PAIR_MAX_ROW_GROUPS, 1);
+    p->warp_qa0 = calloc(p->n_warps, sizeof *p->warp_qa0);
+    p->warp_qbcta = malloc((size_t)p->n_warps * PARO_PAIR_WARP_QB);
     p->chunk = calloc(p->n_chunks, sizeof *p->chunk);
     p->bind = calloc((size_t)p->n_chunks * 4 * 32 * 4, sizeof *p->bind);
     paro_err rc = PARO_OK;
     if (!p->row_token || !p->row_info || !p->warp_qb || !p->cta_qa0 || !p->cta_qb ||
-        !p->warp_qbslot || !p->chunk || !p->bind) {
+        !p->warp_qbslot || !p->warp_col || !p->warp_qa0 || !p->warp_qbcta || !p->chunk ||
+        !p->bind) {
         paro_pair_plan_free(p);
         rc = paro_error(ei, PARO_ERR_NOMEM, NULL, PARO_NO_OFFSET, "out of memory");
         goto out;
@@ -162,6 +169,37 @@ paro_err paro_pair_plan_build(paro_pair_plan *p, const uint32_t *perm_a, const u
         }
         p->cta_qa0[c] = lo;
     }
+    /* Per warp, the columns of the sums: its A query blocks (at most two in
+     * 32 rows, as a block has at least 64) and its B query blocks. */
+    for (uint32_t w = 0; w < p->n_warps; w++) {
+        const uint32_t *groups = p->warp_qb + (size_t)w * PARO_PAIR_MAX_ROW_GROUPS;
+        const uint8_t *cta_slot = p->warp_qbslot + (size_t)w * PARO_PAIR_MAX_ROW_GROUPS;
+        uint8_t *col = p->warp_col + (size_t)w * PARO_PAIR_MAX_ROW_GROUPS;
+        uint8_t *qbcta = p->warp_qbcta + (size_t)w * PARO_PAIR_WARP_QB;
+        uint32_t qbs[PARO_PAIR_WARP_QB], n_qb = 0;
+        memset(qbcta, 0xFF, PARO_PAIR_WARP_QB);
+        p->warp_qa0[w] = groups[0] == PARO_PAIR_NO_GROUP ? 0 : groups[0] & 0xFFFFu;
+        for (uint32_t r = 0; r < PARO_PAIR_MAX_ROW_GROUPS && groups[r] != PARO_PAIR_NO_GROUP; r++) {
+            const uint32_t qa = groups[r] & 0xFFFFu, qb = groups[r] >> 16;
+            if (qa - p->warp_qa0[w] >= PARO_PAIR_WARP_QA) {
+                rc = too_big(p, ei, "A query blocks in 32 rows", qa - p->warp_qa0[w] + 1,
+                             PARO_PAIR_WARP_QA);
+                goto out;
+            }
+            uint32_t b = 0;
+            while (b < n_qb && qbs[b] != qb)
+                b++;
+            if (b == n_qb) {
+                if (n_qb == PARO_PAIR_WARP_QB) {
+                    rc = too_big(p, ei, "B query blocks in 32 rows", n_qb + 1, PARO_PAIR_WARP_QB);
+                    goto out;
+                }
+                qbs[n_qb++] = qb;
+                qbcta[b] = cta_slot[r];
+            }
+            col[r] = (uint8_t)((qa - p->warp_qa0[w]) | b << 4);
+        }
+    }
 
     /* Keys: per step, the runs of equal A key block are its key groups. */
     uint32_t cuts = 0;
@@ -169,10 +207,21 @@ paro_err paro_pair_plan_build(paro_pair_plan *p, const uint32_t *perm_a, const u
         paro_pair_chunk *ch = &p->chunk[c];
         const uint32_t k0 = c * PARO_PAIR_CHUNK;
         const uint32_t keys = n - k0 < PARO_PAIR_CHUNK ? n - k0 : PARO_PAIR_CHUNK;
-        uint8_t group[PARO_PAIR_CHUNK];
-        uint32_t n_groups = 0;
+        uint8_t sum_row[PARO_PAIR_CHUNK];
+        uint32_t n_groups = 0, n_sums = 0;
         for (uint32_t i = 0; i < keys; i++) {
             const uint32_t kb = pos_a[perm_b[k0 + i]] / block_k;
+            uint32_t m = 0;
+            while (m < n_sums && ch->kb_sum[m] != kb)
+                m++;
+            if (m == n_sums) {
+                if (n_sums == PARO_PAIR_SUM_ROWS) {
+                    rc = too_big(p, ei, "A key blocks in 64 keys", n_sums + 1, PARO_PAIR_SUM_ROWS);
+                    goto out;
+                }
+                ch->kb_sum[n_sums++] = (uint16_t)kb;
+            }
+            sum_row[i] = (uint8_t)m;
             if (n_groups == 0 || ch->kb_a[n_groups - 1] != kb) {
                 if (n_groups == PARO_PAIR_MAX_KEY_GROUPS) {
                     rc = too_big(p, ei, "key groups in 64 keys", n_groups + 1,
@@ -183,9 +232,9 @@ paro_err paro_pair_plan_build(paro_pair_plan *p, const uint32_t *perm_a, const u
                     ch->cut[n_groups - 1] = (uint8_t)i;
                 ch->kb_a[n_groups++] = (uint16_t)kb;
             }
-            group[i] = (uint8_t)(n_groups - 1);
         }
         ch->n_groups = (uint8_t)n_groups;
+        ch->n_sums = (uint8_t)n_sums;
         ch->kb_b = (uint16_t)(k0 / block_k);
         ch->n_keys = (uint16_t)keys;
         cuts += n_groups - 1;
@@ -201,7 +250,7 @@ paro_err paro_pair_plan_build(paro_pair_plan *p, const uint32_t *perm_a, const u
                     uint32_t bits = 0;
                     for (uint32_t e = 0; e < 2; e++) {
                         const uint32_t key = 16 * j + kcol + e;
-                        if (key < keys && group[key] == m)
+                        if (key < keys && (m == PARO_PAIR_SUM_ROWS || sum_row[key] == m))
                             bits |= PARO_PAIR_KEY_ONE << (16 * e);
                     }
                     frag[r] = bits;

@@ -11,8 +11,12 @@
  * keys fall into a few runs of equal A key block ("key groups"), and a
  * warp's 32 rows into a few runs of equal (A query block, B query block)
  * ("row groups").  A row group and a key group meet in a "cell", which lies
- * in exactly one tile of A and one tile of B, so summing and maxing the
- * cells gives both orders' tiles.
+ * in exactly one tile of A and one tile of B, so maxing the cells gives
+ * both orders' tiles.  Sums need less: per step, a row's sum over the keys
+ * of each distinct A key block (the "sum rows" of the step, where a key
+ * group that comes back adds to the same row) and over all the step's keys;
+ * then per warp those summed over the rows of each A query block and of
+ * each B query block ("columns": two of A, six of B).
  *
  * Rows: each run of rows with the same (A query block, B query block) is
  * padded to an even length by repeating its last token, so that the two rows
@@ -37,7 +41,10 @@ extern "C" {
 #define PARO_PAIR_CTA_ROWS 128      /* four warps */
 #define PARO_PAIR_CHUNK 64          /* keys per step */
 #define PARO_PAIR_MAX_ROW_GROUPS 8  /* per warp: the n of an mma tile */
-#define PARO_PAIR_MAX_KEY_GROUPS 16 /* per step: the m of an mma tile */
+#define PARO_PAIR_MAX_KEY_GROUPS 16 /* per step: runs of equal A key block */
+#define PARO_PAIR_SUM_ROWS 15       /* distinct A key blocks a step; row 15 of the mma tile: all keys */
+#define PARO_PAIR_WARP_QA 2         /* A query blocks in a warp's 32 rows (the columns 0, 1) */
+#define PARO_PAIR_WARP_QB 6         /* B query blocks in them (the columns 2..7) */
 #define PARO_PAIR_MAX_QA 4          /* A query blocks per thread block */
 #define PARO_PAIR_MAX_NK 1024       /* A's row of tiles is kept in shared memory */
 #define PARO_PAIR_MAX_QB 32         /* distinct B query blocks in a thread block */
@@ -54,14 +61,16 @@ extern "C" {
 #define PARO_PAIR_KEY_ONE 0x2800u
 #define PARO_PAIR_ROW_ONE 0x3C00u
 
-/* What a step of the sweep needs besides its keys: 64 bytes. */
+/* What a step of the sweep needs besides its keys: 128 bytes. */
 typedef struct paro_pair_chunk {
     uint8_t n_groups;                              /* key groups, 1..16 */
     uint8_t cut[PARO_PAIR_MAX_KEY_GROUPS - 1];     /* where groups 1.. start (1..63) */
     uint16_t kb_a[PARO_PAIR_MAX_KEY_GROUPS];       /* A key block of each group */
     uint16_t kb_b;                                 /* the B key block of every key */
     uint16_t n_keys;                               /* keys in the step (64 but the last) */
-    uint8_t reserved[12];
+    uint16_t kb_sum[PARO_PAIR_SUM_ROWS];           /* A key block of each sum row */
+    uint8_t n_sums;                                /* sum rows, 1..15 */
+    uint8_t reserved[45];
 } paro_pair_chunk;
 
 typedef struct paro_pair_plan {
@@ -74,10 +83,16 @@ typedef struct paro_pair_plan {
     uint32_t *cta_qa0;      /* [n_ctas]: the thread block's first A query block */
     uint32_t *cta_qb;       /* [n_ctas][PARO_PAIR_MAX_QB]: its B query blocks, 0xFFFF unused */
     uint8_t *warp_qbslot;   /* [n_warps][8]: each row group's index in cta_qb */
+    /* [n_warps][8]: each row group's columns, its A query block's (0 or 1:
+     * warp_qa0 + column) | its B query block's (0..5) << 4 */
+    uint8_t *warp_col;
+    uint32_t *warp_qa0;     /* [n_warps]: the warp's first A query block */
+    uint8_t *warp_qbcta;    /* [n_warps][6]: each B column's index in cta_qb, 0xFF none */
     paro_pair_chunk *chunk; /* [n_chunks] */
     /* [n_chunks][4 k-steps][32 lanes][4]: the mma A fragments of the
-     * transposed key-group indicator (group m x key k of the k-step),
-     * PARO_PAIR_KEY_ONE where key k is in group m. */
+     * transposed sum-row indicator (row m x key k of the k-step),
+     * PARO_PAIR_KEY_ONE where key k's A key block is kb_sum[m] (m <
+     * n_sums) or, in row 15, wherever there is a key. */
     uint32_t *bind;
     /* For choosing pairs: repeated rows over real rows, and group
      * boundaries inside steps per step. */

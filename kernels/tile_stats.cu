@@ -860,6 +860,9 @@ extern "C" void paro_cuda_close(paro_cuda_ctx *ctx)
         cudaFree(t->cta_qa0);
         cudaFree(t->cta_qb);
         cudaFree(t->warp_qbslot);
+        cudaFree(t->warp_col);
+        cudaFree(t->warp_qa0);
+        cudaFree(t->warp_qbcta);
         cudaFree(t->bind);
         cudaFree(t->chunk);
     }
@@ -929,6 +932,15 @@ static paro_err open_pairs(paro_cuda_ctx *ctx, const paro_cuda_geometry *g, paro
         if (!rc)
             rc = upload_table(ctx, (void **)&t->warp_qbslot, plan.warp_qbslot,
                               (size_t)plan.n_warps * PARO_PAIR_MAX_ROW_GROUPS, ei);
+        if (!rc)
+            rc = upload_table(ctx, (void **)&t->warp_col, plan.warp_col,
+                              (size_t)plan.n_warps * PARO_PAIR_MAX_ROW_GROUPS, ei);
+        if (!rc)
+            rc = upload_table(ctx, (void **)&t->warp_qa0, plan.warp_qa0,
+                              (size_t)plan.n_warps * sizeof *plan.warp_qa0, ei);
+        if (!rc)
+            rc = upload_table(ctx, (void **)&t->warp_qbcta, plan.warp_qbcta,
+                              (size_t)plan.n_warps * PARO_PAIR_WARP_QB, ei);
         if (!rc)
             rc = upload_table(ctx, (void **)&t->chunk, plan.chunk,
                               (size_t)plan.n_chunks * sizeof *plan.chunk, ei);

@@ -3,9 +3,10 @@
  * The GPU sums and maxes the attention map over the cells that the tables
  * describe (kernels/pair_pass.cu).  Here the same walk over the tables, in
  * exact arithmetic on a made-up map of integers, must give every tile of
- * both orders exactly as a direct sum over the tokens does; repeated rows
- * must be left out of the sums and may not change a maximum.  The mma
- * fragments of the key-group indicator are decoded lane by lane with the
+ * both orders exactly as a direct sum over the tokens does (maxima through
+ * the key groups and row groups, sums through the sum rows and columns);
+ * repeated rows must be left out of the sums and may not change a maximum.
+ * The mma fragments of the sum-row indicator are decoded lane by lane with the
  * layout of PTX's mma.m16n8k16 (row-major A: register r holds rows
  * g + 8 (r & 1), columns 2q + 8 (r >> 1) and the next, the lower column in
  * the lower half).
@@ -103,6 +104,8 @@ static void walk_plan(const paro_tiling *t, int slot_a, int slot_b, const paro_p
         const uint32_t *qbs = p->cta_qb + (size_t)(w / (PARO_PAIR_CTA_ROWS / PARO_PAIR_WARP_ROWS)) *
                                               PARO_PAIR_MAX_QB;
         const uint8_t *qbslot = p->warp_qbslot + (size_t)w * PARO_PAIR_MAX_ROW_GROUPS;
+        const uint8_t *col = p->warp_col + (size_t)w * PARO_PAIR_MAX_ROW_GROUPS;
+        const uint8_t *qbcta = p->warp_qbcta + (size_t)w * PARO_PAIR_WARP_QB;
         for (uint32_t row = 0; row < PARO_PAIR_WARP_ROWS; row++) {
             if (info[row] == PARO_PAIR_NO_ROW) {
                 REQUIRE(tok[row] < 0);
@@ -115,6 +118,11 @@ static void walk_plan(const paro_tiling *t, int slot_a, int slot_b, const paro_p
             REQUIRE_EQ(qab[r] >> 16, pos_b[i] / t->block_q);
             REQUIRE((qab[r] & 0xFFFFu) - qa0 < PARO_PAIR_MAX_QA);
             REQUIRE(qbslot[r] < PARO_PAIR_MAX_QB && qbs[qbslot[r]] == qab[r] >> 16);
+            /* the columns its sums go to */
+            REQUIRE((col[r] & 15u) < PARO_PAIR_WARP_QA && (col[r] >> 4) < PARO_PAIR_WARP_QB);
+            REQUIRE_EQ(p->warp_qa0[w] + (col[r] & 15u), pos_a[i] / t->block_q);
+            REQUIRE(qbcta[col[r] >> 4] < PARO_PAIR_MAX_QB);
+            REQUIRE_EQ(qbs[qbcta[col[r] >> 4]], pos_b[i] / t->block_q);
             counted[i] += (info[row] & PARO_PAIR_COUNTED) != 0;
         }
         /* a unit: rows u and u + 8 of each m tile, one row group */
@@ -126,6 +134,10 @@ static void walk_plan(const paro_tiling *t, int slot_a, int slot_b, const paro_p
             const paro_pair_chunk *ch = &p->chunk[c];
             const uint32_t k0 = c * PARO_PAIR_CHUNK;
             REQUIRE_EQ(ch->n_keys, n - k0 < PARO_PAIR_CHUNK ? n - k0 : PARO_PAIR_CHUNK);
+            REQUIRE(ch->n_sums >= 1 && ch->n_sums <= PARO_PAIR_SUM_ROWS);
+            for (uint32_t m = 0; m < ch->n_sums; m++)
+                for (uint32_t m2 = 0; m2 < m; m2++)
+                    REQUIRE(ch->kb_sum[m] != ch->kb_sum[m2]);
             for (uint32_t row = 0; row < PARO_PAIR_WARP_ROWS; row++) {
                 if (info[row] == PARO_PAIR_NO_ROW)
                     continue;
@@ -139,9 +151,13 @@ static void walk_plan(const paro_tiling *t, int slot_a, int slot_b, const paro_p
                     const double v = weight(i, j);
                     const size_t at_a = (size_t)(qab[r] & 0xFFFFu) * nk + ch->kb_a[m];
                     const size_t at_b = (size_t)(qab[r] >> 16) * nk + ch->kb_b;
-                    if (count) {
-                        a->sum[at_a] += v;
-                        b->sum[at_b] += v;
+                    if (count) { /* the sums: sum row of the key, columns of the row */
+                        uint32_t sr = 0;
+                        while (sr < ch->n_sums && ch->kb_sum[sr] != pos_a[j] / t->block_k)
+                            sr++;
+                        REQUIRE(sr < ch->n_sums);
+                        a->sum[(size_t)(p->warp_qa0[w] + (col[r] & 15u)) * nk + ch->kb_sum[sr]] += v;
+                        b->sum[(size_t)qbs[qbcta[col[r] >> 4]] * nk + ch->kb_b] += v;
                     }
                     if (v > a->top[at_a])
                         a->top[at_a] = v;
@@ -156,6 +172,7 @@ static void walk_plan(const paro_tiling *t, int slot_a, int slot_b, const paro_p
     /* the indicator fragments */
     for (uint32_t c = 0; c < p->n_chunks; c++) {
         const paro_pair_chunk *ch = &p->chunk[c];
+        const uint32_t k0 = c * PARO_PAIR_CHUNK;
         for (uint32_t j = 0; j < 4; j++)
             for (uint32_t lane = 0; lane < 32; lane++)
                 for (uint32_t r = 0; r < 4; r++)
@@ -164,8 +181,11 @@ static void walk_plan(const paro_tiling *t, int slot_a, int slot_b, const paro_p
                         const uint32_t half = (frag >> (16 * e)) & 0xFFFFu;
                         const uint32_t m = lane / 4 + 8 * (r & 1);
                         const uint32_t key = 16 * j + 2 * (lane % 4) + 8 * (r >> 1) + e;
-                        const int in = key < ch->n_keys && (uint32_t)group_of(ch, key) == m &&
-                                       m < ch->n_groups;
+                        const int in =
+                            key < ch->n_keys &&
+                            (m == PARO_PAIR_SUM_ROWS ||
+                             (m < ch->n_sums &&
+                              ch->kb_sum[m] == pos_a[perm_b[k0 + key]] / t->block_k));
                         REQUIRE_EQ(half, in ? PARO_PAIR_KEY_ONE : 0u);
                     }
     }
