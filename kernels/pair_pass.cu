@@ -248,6 +248,15 @@ __global__ void __launch_bounds__(kCtaRows, PARO_PAIR_MIN_BLOCKS) pair_pass_kern
     int kb_b_prev = 0;
     QFrags<D, SPLIT> qf;
     qf.load(sm.q, warp, lane);
+    /* With Q in registers, the warp's own 32 rows of Q in shared memory are
+     * free from here on: they hold the step's key-group maxima per lane
+     * ([group][lane], rewritten every step after the block's barrier). */
+    constexpr bool kLog = QFrags<D, SPLIT>::kInRegs;
+    static_assert(!kLog || PARO_PAIR_MAX_KEY_GROUPS * 32 * 4 <= kWarpRows * Tile<D>::kRowBytes,
+                  "the group log fits a warp's Q rows");
+    uint32_t *const group_log =
+        reinterpret_cast<uint32_t *>(smem) + warp * (kWarpRows * Tile<D>::kRowBytes / 4);
+    __syncwarp();
     const float c = args.c;
 
     for (int ci = 0; ci < args.n_chunks; ci++) {
@@ -285,12 +294,19 @@ __global__ void __launch_bounds__(kCtaRows, PARO_PAIR_MIN_BLOCKS) pair_pass_kern
         uint32_t step_top = 0u;     /* the units' maxima over the step (f16 pair) */
         int gi = 0, seg_lo = 0, next_cut = n_groups > 1 ? ch->cut[0] : kChunk;
 
-        /* Closes key group gi: each unit's maximum over its quad's keys of
-         * the group (the four lanes of a quad hold the same rows), one f16
-         * each, unit 0 in the lower half; the quad's first lane adds it to
-         * A's tile.  atomicMax: the same result in any order. */
+        /* Closes key group gi: each unit's maximum over its lane's keys of
+         * the group, one f16 each, unit 0 in the lower half.  With the group
+         * log, the lane writes it there and the step's end combines the
+         * quads; without, the quad's lanes (which hold the same rows)
+         * combine now and the first adds it to A's tile.  atomicMax: the same
+         * result in any order. */
         auto flush = [&](uint32_t v0, uint32_t v1) {
             uint32_t both = max_f16x2(__byte_perm(v0, v1, 0x5410), __byte_perm(v0, v1, 0x7632));
+            if constexpr (kLog) {
+                group_log[gi * 32 + lane] = both;
+                step_top = max_f16x2(step_top, both);
+                return;
+            }
             both = max_f16x2(both, __shfl_xor_sync(0xffffffffu, both, 1));
             both = max_f16x2(both, __shfl_xor_sync(0xffffffffu, both, 2));
             step_top = max_f16x2(step_top, both);
@@ -365,6 +381,22 @@ __global__ void __launch_bounds__(kCtaRows, PARO_PAIR_MIN_BLOCKS) pair_pass_kern
             }
         }
         flush(cur[0], cur[1]);
+        if constexpr (kLog) {
+            /* The logged groups: lane (g, q) takes groups q, q + 4, ... for
+             * its own units, the quad's four entries in one 16-byte read. */
+            __syncwarp();
+            for (int gl = q; gl < n_groups; gl += 4) {
+                const uint4 v = *reinterpret_cast<const uint4 *>(group_log + gl * 32 + 4 * g);
+                const uint32_t both = max_f16x2(max_f16x2(v.x, v.y), max_f16x2(v.z, v.w));
+                const int kb = ch->kb_a[gl];
+                if (a_row[0] >= 0)
+                    atomicMax(acc_max + a_row[0] + kb, both & 0xFFFFu);
+                if (a_row[1] >= 0)
+                    atomicMax(acc_max + a_row[1] + kb, both >> 16);
+            }
+            step_top = max_f16x2(step_top, __shfl_xor_sync(0xffffffffu, step_top, 1));
+            step_top = max_f16x2(step_top, __shfl_xor_sync(0xffffffffu, step_top, 2));
+        }
         /* B: the step is inside one key block; each unit's maximum goes to
          * its B query block's staged tile. */
         if (q == 0) {
