@@ -1,5 +1,5 @@
-/* paro — the pair pass, seen from the tile-statistics context
- * (kernels/tile_stats.cu).  CUDA C++ only; kernels.h stays plain C.
+/* paro — the pair pass, seen from the calibration context
+ * (kernels/cuda_ctx.cu).  CUDA C++ only; kernels.h stays plain C.
  *
  * A pair pass computes, for every head of a layer-sample, the tiles of two
  * orders in one sweep (kernels/pair_plan.h says how the map is cut), given

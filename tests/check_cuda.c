@@ -55,7 +55,7 @@ static const gpu_case cases[] = {
 };
 #define N_CASES (sizeof cases / sizeof *cases)
 
-/* The designs of kernels/tile_stats.cu (paro_cuda_design). */
+/* The designs of the CUDA backend (paro_cuda_design, kernels/kernels.h). */
 #define N_DESIGNS 3
 static const char *const design_names[N_DESIGNS] = {"one pass", "row pass", "pairs"};
 

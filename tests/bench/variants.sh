@@ -1,5 +1,5 @@
 #!/bin/sh
-# Builds bench_cuda with several kernel tunings (kernels/tile_stats.cu's -D
+# Builds bench_cuda with several kernel tunings (kernels/mma.cuh's -D
 # knobs) and times each on one capture: tests/bench/variants.sh MANIFEST
 # [BLOCK].  Each variant builds in its own folder build-v<N>.
 set -eu
