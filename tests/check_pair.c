@@ -344,6 +344,69 @@ START_TEST(bad_blocks_are_refused)
 }
 END_TEST
 
+/* The kernel's column sums limit a step to 15 distinct key blocks of A and
+ * a warp's 32 rows to 6 query blocks of B; a pair beyond either is refused
+ * by name (its orders then go single). */
+START_TEST(column_limits_are_refused_by_name)
+{
+    enum { N = 1024 };
+    static uint32_t ident[N], perm_b[N];
+    for (uint32_t i = 0; i < N; i++)
+        ident[i] = i;
+    paro_errinfo ei;
+    paro_pair_plan p;
+    /* The last 64 keys of B take the last 4 tokens of each of A's 16 key
+     * blocks; the others keep A's order. */
+    uint32_t at = 0;
+    for (uint32_t t = 0; t < N; t++)
+        if (t % 64 < 60)
+            perm_b[at++] = t;
+    for (uint32_t t = 0; t < N; t++)
+        if (t % 64 >= 60)
+            perm_b[at++] = t;
+    paro_errinfo_clear(&ei);
+    ck_assert_int_eq(paro_pair_plan_build(&p, ident, perm_b, N, 64, 64, &ei), PARO_ERR_LIMIT);
+    ck_assert_ptr_nonnull(strstr(ei.msg, "16 A key blocks in 64 keys, at most 15"));
+    /* Of 15 of them (A's first key block twice over): the plan builds. */
+#define WIDE(t) ((t) < 960 && ((t) % 64 >= 60 || ((t) >= 56 && (t) < 60)))
+    at = 0;
+    for (uint32_t t = 0; t < N; t++)
+        if (!WIDE(t))
+            perm_b[at++] = t;
+    for (uint32_t t = 0; t < N; t++)
+        if (WIDE(t))
+            perm_b[at++] = t;
+#undef WIDE
+    paro_errinfo_clear(&ei);
+    ck_assert_int_eq(paro_pair_plan_build(&p, ident, perm_b, N, 64, 64, &ei), PARO_OK);
+    paro_pair_plan_free(&p);
+    /* The first 32 rows in runs of 4, each run in its own key block of B:
+     * 8 row groups (allowed), 8 query blocks of B (not: refused at the
+     * seventh). */
+    enum { M = 512 };
+    uint32_t *pos = calloc(M, sizeof *pos);
+    unsigned char *used = calloc(M, 1);
+    for (uint32_t t = 0; t < 32; t++) {
+        pos[t] = (t / 4) * 64 + t % 4;
+        used[pos[t]] = 1;
+    }
+    uint32_t free_at = 0;
+    for (uint32_t t = 32; t < M; t++) {
+        while (used[free_at])
+            free_at++;
+        pos[t] = free_at;
+        used[free_at] = 1;
+    }
+    for (uint32_t t = 0; t < M; t++)
+        perm_b[pos[t]] = t;
+    paro_errinfo_clear(&ei);
+    ck_assert_int_eq(paro_pair_plan_build(&p, ident, perm_b, M, 64, 64, &ei), PARO_ERR_LIMIT);
+    ck_assert_ptr_nonnull(strstr(ei.msg, "7 B query blocks in 32 rows, at most 6"));
+    free(pos);
+    free(used);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("pair");
@@ -352,6 +415,7 @@ int main(void)
     tcase_add_loop_test(tc, tables_give_both_orders_tiles, 0, (int)N_CASES);
     tcase_add_test(tc, reference_shape_pairs_share_an_axis);
     tcase_add_test(tc, bad_blocks_are_refused);
+    tcase_add_test(tc, column_limits_are_refused_by_name);
     suite_add_tcase(s, tc);
     return tu_run_suite(s);
 }
