@@ -18,8 +18,10 @@
  *   - maxima: each thread takes the larger of its two rows of a unit (rows
  *     g and g + 8 of an mma tile, one row group by construction) and a
  *     running maximum over the step's keys in order; at each key-group
- *     boundary (the same for all lanes) a quad's lanes combine theirs with
- *     two shuffles and the first adds it to A's tile with atomicMax.
+ *     boundary (the same for all lanes) it writes its maxima to a per-warp
+ *     log in the warp's own Q rows of shared memory, and at the step's end
+ *     the quads combine the log into A's tiles with atomicMax (where Q stays
+ *     in shared memory, each boundary takes two shuffles and the atomicMax).
  * A's tiles are kept for the whole sweep in shared memory (the block's rows
  * meet at most PARO_PAIR_MAX_QA query blocks of A), B's per step (the step
  * is inside one key block of B).  They leave the block as 64-bit fixed
