@@ -83,12 +83,13 @@ __device__ __forceinline__ uint32_t max_f16x2(uint32_t a, uint32_t b)
     return *reinterpret_cast<const uint32_t *>(&r);
 }
 
-/* The halves of a pair that hold keys in [lo, hi), for the lane whose pair
- * holds keys k0 and k0 + 1; the others become 0, which no maximum sees. */
-__device__ __forceinline__ uint32_t keys_in(int lo, int hi, int k0)
+/* The halves of a pair that hold keys before a cut: the pair holds keys k0
+ * and k0 + 1 and x16 = 16 (cut - k0); all ones for x16 >= 32, the lower half
+ * for 16, none at or below 0.  One shift that saturates at 32: 64-bit
+ * 0:0xFFFFFFFF shifted right by 32 - x16 (at least 0). */
+__device__ __forceinline__ uint32_t keys_before(int x16)
 {
-    return (lo <= k0 && k0 < hi ? 0x0000FFFFu : 0u) |
-           (lo <= k0 + 1 && k0 + 1 < hi ? 0xFFFF0000u : 0u);
+    return __funnelshift_rc(0xFFFFFFFFu, 0u, (unsigned)max(32 - x16, 0));
 }
 
 __device__ __forceinline__ unsigned long long to_fixed(float e)
@@ -294,7 +295,7 @@ __global__ void __launch_bounds__(kCtaRows, PARO_PAIR_MIN_BLOCKS) pair_pass_kern
                 dsum[mt][h][0] = dsum[mt][h][1] = dsum[mt][h][2] = dsum[mt][h][3] = 0.f;
         uint32_t cur[2] = {0u, 0u}; /* running maxima of the open key group */
         uint32_t step_top = 0u;     /* the units' maxima over the step (f16 pair) */
-        int gi = 0, seg_lo = 0, next_cut = n_groups > 1 ? ch->cut[0] : kChunk;
+        int gi = 0, next_cut = n_groups > 1 ? ch->cut[0] : kChunk;
 
         /* Closes key group gi: each unit's maximum over its lane's keys of
          * the group, one f16 each, unit 0 in the lower half.  With the group
@@ -353,7 +354,6 @@ __global__ void __launch_bounds__(kCtaRows, PARO_PAIR_MIN_BLOCKS) pair_pass_kern
 #pragma unroll
             for (int jj = 0; jj < kSub / 16; jj++) {
                 const int span = sub * (kSub / 16) + jj, s_end = 16 * span + 16;
-                const int ka = 16 * span + 2 * q, kb = ka + 8; /* the two tiles' first keys */
                 if (next_cut >= s_end) { /* the same for every lane */
 #pragma unroll
                     for (int mt = 0; mt < 2; mt++)
@@ -367,18 +367,24 @@ __global__ void __launch_bounds__(kCtaRows, PARO_PAIR_MIN_BLOCKS) pair_pass_kern
                         ta[mt] = max_f16x2(pp[mt][2 * jj][0], pp[mt][2 * jj][1]);
                         tb[mt] = max_f16x2(pp[mt][2 * jj + 1][0], pp[mt][2 * jj + 1][1]);
                     }
+                    /* Each cut: the keys before it close group gi and are
+                     * cleared, so the next group sees only those after. */
                     do {
-                        const uint32_t ma = keys_in(seg_lo, next_cut, ka), mb = keys_in(seg_lo, next_cut, kb);
+                        const int x16 = 16 * (next_cut - 16 * span) - 32 * q; /* tile a: keys 2q, 2q + 1 */
+                        const uint32_t ma = keys_before(x16), mb = keys_before(x16 - 128);
                         flush(max_f16x2(cur[0], max_f16x2(ta[0] & ma, tb[0] & mb)),
                               max_f16x2(cur[1], max_f16x2(ta[1] & ma, tb[1] & mb)));
-                        cur[0] = cur[1] = 0u; /* a second boundary in this span starts afresh */
-                        seg_lo = next_cut;
+#pragma unroll
+                        for (int mt = 0; mt < 2; mt++) {
+                            ta[mt] &= ~ma;
+                            tb[mt] &= ~mb;
+                        }
+                        cur[0] = cur[1] = 0u;
                         gi++;
                         next_cut = gi < n_groups - 1 ? ch->cut[gi] : kChunk;
                     } while (next_cut < s_end);
-                    const uint32_t ma = keys_in(seg_lo, s_end, ka), mb = keys_in(seg_lo, s_end, kb);
-                    cur[0] = max_f16x2(ta[0] & ma, tb[0] & mb);
-                    cur[1] = max_f16x2(ta[1] & ma, tb[1] & mb);
+                    cur[0] = max_f16x2(ta[0], tb[0]);
+                    cur[1] = max_f16x2(ta[1], tb[1]);
                 }
             }
         }
