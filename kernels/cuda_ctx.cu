@@ -366,36 +366,27 @@ static paro_err open_pairs(paro_cuda_ctx *ctx, const paro_cuda_geometry *g, paro
         t->n_ctas = plan.n_ctas;
         t->n_chunks = plan.n_chunks;
         t->perm_b = ctx->perms + (size_t)t->slot_b * n;
-        rc = upload_table(ctx, (void **)&t->row_token, plan.row_token,
-                          (size_t)plan.n_row_slots * sizeof *plan.row_token, ei);
-        if (!rc)
-            rc = upload_table(ctx, (void **)&t->row_info, plan.row_info, plan.n_row_slots, ei);
-        if (!rc)
-            rc = upload_table(ctx, (void **)&t->warp_qb, plan.warp_qb,
-                              (size_t)plan.n_warps * PARO_PAIR_MAX_ROW_GROUPS * 4, ei);
-        if (!rc)
-            rc = upload_table(ctx, (void **)&t->cta_qa0, plan.cta_qa0, (size_t)plan.n_ctas * 4, ei);
-        if (!rc)
-            rc = upload_table(ctx, (void **)&t->cta_qb, plan.cta_qb,
-                              (size_t)plan.n_ctas * PARO_PAIR_MAX_QB * 4, ei);
-        if (!rc)
-            rc = upload_table(ctx, (void **)&t->warp_qbslot, plan.warp_qbslot,
-                              (size_t)plan.n_warps * PARO_PAIR_MAX_ROW_GROUPS, ei);
-        if (!rc)
-            rc = upload_table(ctx, (void **)&t->warp_col, plan.warp_col,
-                              (size_t)plan.n_warps * PARO_PAIR_MAX_ROW_GROUPS, ei);
-        if (!rc)
-            rc = upload_table(ctx, (void **)&t->warp_qa0, plan.warp_qa0,
-                              (size_t)plan.n_warps * sizeof *plan.warp_qa0, ei);
-        if (!rc)
-            rc = upload_table(ctx, (void **)&t->warp_qbcta, plan.warp_qbcta,
-                              (size_t)plan.n_warps * PARO_PAIR_WARP_QB, ei);
-        if (!rc)
-            rc = upload_table(ctx, (void **)&t->chunk, plan.chunk,
-                              (size_t)plan.n_chunks * sizeof *plan.chunk, ei);
-        if (!rc)
-            rc = upload_table(ctx, (void **)&t->bind, plan.bind,
-                              (size_t)plan.n_chunks * 4 * 32 * 4 * sizeof *plan.bind, ei);
+        const size_t warps = plan.n_warps, ctas = plan.n_ctas, chunks = plan.n_chunks;
+        const struct {
+            void **dst;
+            const void *src;
+            size_t bytes;
+        } tables[] = {
+            {(void **)&t->row_token, plan.row_token, plan.n_row_slots * sizeof *plan.row_token},
+            {(void **)&t->row_info, plan.row_info, plan.n_row_slots * sizeof *plan.row_info},
+            {(void **)&t->warp_qb, plan.warp_qb, warps * PARO_PAIR_MAX_ROW_GROUPS * sizeof *plan.warp_qb},
+            {(void **)&t->cta_qa0, plan.cta_qa0, ctas * sizeof *plan.cta_qa0},
+            {(void **)&t->cta_qb, plan.cta_qb, ctas * PARO_PAIR_MAX_QB * sizeof *plan.cta_qb},
+            {(void **)&t->warp_qbslot, plan.warp_qbslot,
+             warps * PARO_PAIR_MAX_ROW_GROUPS * sizeof *plan.warp_qbslot},
+            {(void **)&t->warp_col, plan.warp_col, warps * PARO_PAIR_MAX_ROW_GROUPS * sizeof *plan.warp_col},
+            {(void **)&t->warp_qa0, plan.warp_qa0, warps * sizeof *plan.warp_qa0},
+            {(void **)&t->warp_qbcta, plan.warp_qbcta, warps * PARO_PAIR_WARP_QB * sizeof *plan.warp_qbcta},
+            {(void **)&t->chunk, plan.chunk, chunks * sizeof *plan.chunk},
+            {(void **)&t->bind, plan.bind, chunks * 4 * 32 * 4 * sizeof *plan.bind},
+        };
+        for (size_t i = 0; i < sizeof tables / sizeof *tables && !rc; i++)
+            rc = upload_table(ctx, tables[i].dst, tables[i].src, tables[i].bytes, ei);
         paro_pair_plan_free(&plan);
     }
     if (rc || ctx->n_pairs == 0)
