@@ -125,6 +125,132 @@ __device__ __forceinline__ void flush_stage(const PairArgs &a, unsigned *hi, uns
     hi[t] = lo[t] = top[t] = 0u;
 }
 
+/* The warp's rows' columns as mma B fragments (info: the block's row
+ * slots; col: each of the warp's row groups' columns): k-step mt covers the
+ * warp's rows 16 mt + k; column g is the warp's A query block g (g < 2) or B query
+ * block g - 2; counted rows only. */
+__device__ __forceinline__ void column_indicator(uint32_t (&rind)[2][2], const uint8_t *info,
+                                                 const uint8_t *col, int warp, int g, int q)
+{
+#pragma unroll
+    for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+        for (int r2 = 0; r2 < 2; r2++) {
+            uint32_t bits = 0;
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                const unsigned inf = __ldg(info + warp * kWarpRows + mt * 16 + 2 * q + 8 * r2 + e);
+                if (inf != PARO_PAIR_NO_ROW && (inf & PARO_PAIR_COUNTED)) {
+                    const unsigned c = col[inf & 7u];
+                    if ((c & 15u) == (unsigned)g || 2 + (c >> 4) == (unsigned)g)
+                        bits |= PARO_PAIR_ROW_ONE << (16 * e);
+                }
+            }
+            rind[mt][r2] = bits;
+        }
+}
+
+/* The step's logged key groups ([group][lane] in group_log) to A's maxima
+ * in shared memory (acc_max, each unit's row at a_row, -1 none): lane
+ * (g, q) takes groups q, q + 4, ... for its own units, the quad's four
+ * entries in one 16-byte read.  Returns the quad's maxima over the step
+ * (step_top: this lane's). */
+__device__ __forceinline__ uint32_t close_group_log(const uint32_t *group_log,
+                                                   const paro_pair_chunk *ch, int n_groups,
+                                                   unsigned *acc_max, const int (&a_row)[2],
+                                                   uint32_t step_top, int g, int q)
+{
+    __syncwarp();
+    for (int gl = q; gl < n_groups; gl += 4) {
+        const uint4 v = *reinterpret_cast<const uint4 *>(group_log + gl * 32 + 4 * g);
+        const uint32_t both = max_f16x2(max_f16x2(v.x, v.y), max_f16x2(v.z, v.w));
+        const int kb = ch->kb_a[gl];
+        if (a_row[0] >= 0)
+            atomicMax(acc_max + a_row[0] + kb, both & 0xFFFFu);
+        if (a_row[1] >= 0)
+            atomicMax(acc_max + a_row[1] + kb, both >> 16);
+    }
+    step_top = max_f16x2(step_top, __shfl_xor_sync(0xffffffffu, step_top, 1));
+    return max_f16x2(step_top, __shfl_xor_sync(0xffffffffu, step_top, 2));
+}
+
+/* The step's sums out of D (dsum: each row's sum over each sum row's keys)
+ * by E = D x column indicator, E[sum row][column]: e[0], e[1] at row g,
+ * columns 2q and 2q + 1; e[2], e[3] at row g + 8.  A's tiles go to the
+ * warp's own row of sums in acc_sum, B's to the step's staging (slot: each
+ * of the warp's B columns' index there, 0xFF none). */
+__device__ __forceinline__ void add_step_sums(const float (&dsum)[2][2][4], const uint32_t (&rind)[2][2],
+                                              const paro_pair_chunk *ch, float *acc_sum, int nk,
+                                              const uint8_t *slot, unsigned *stage_hi,
+                                              unsigned *stage_lo, int warp, int g, int q)
+{
+    float e[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+    for (int mt = 0; mt < 2; mt++) {
+        const uint32_t a[4] = {pack_f16(dsum[mt][0][0], dsum[mt][0][1]),
+                               pack_f16(dsum[mt][0][2], dsum[mt][0][3]),
+                               pack_f16(dsum[mt][1][0], dsum[mt][1][1]),
+                               pack_f16(dsum[mt][1][2], dsum[mt][1][3])};
+        mma_f16(e, a, rind[mt][0], rind[mt][1]);
+    }
+    if (q == 0) {
+        /* A: columns 0 and 1, the warp's A query blocks; row m is one of
+         * the step's distinct A key blocks, so each tile has one lane: a
+         * plain add into the warp's own sums. */
+        const int n_sums = ch->n_sums;
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            const int m = g + 8 * h;
+            if (m < n_sums) {
+                float *at = acc_sum + warp * PARO_PAIR_WARP_QA * nk + ch->kb_sum[m];
+                at[0] += e[2 * h];
+                at[nk] += e[2 * h + 1];
+            }
+        }
+    } else if (g == PARO_PAIR_SUM_ROWS - 8) {
+        /* B: row 15 (every key of the step), columns 2q and 2q + 1, the
+         * warp's B query blocks 2q - 2 and 2q - 1. */
+#pragma unroll
+        for (int i = 0; i < 2; i++) {
+            const unsigned at = slot[2 * q - 2 + i];
+            const float v = e[2 + i];
+            if (at != 0xFFu && v > 0.f) {
+                const unsigned long long f = to_fixed(v);
+                atomicAdd(&stage_hi[at], (unsigned)(f >> 24));
+                atomicAdd(&stage_lo[at], (unsigned)(f & 0xFFFFFFu));
+            }
+        }
+    }
+}
+
+/* The block's share of A's tiles, to the pass's sums: the warps' sums
+ * (warp_sum: [warp][A column][key block], the warp's first A query block
+ * in warp_qa0) added in warp order, and the maxima ([A query block - qa0]
+ * [key block]). */
+__device__ __forceinline__ void write_a_tiles(const PairArgs &a, const float *warp_sum,
+                                              const unsigned *acc_max, const int *warp_qa0,
+                                              int qa0, size_t head_tiles, int nk)
+{
+    for (int i = threadIdx.x; i < PARO_PAIR_MAX_QA * nk; i += kCtaRows) {
+        const int qa = qa0 + i / nk, kb = i % nk;
+        if (qa >= a.nq)
+            break;
+        float e = 0.f;
+#pragma unroll
+        for (int w = 0; w < kCtaWarps; w++) {
+            const int col = qa - warp_qa0[w];
+            if (col >= 0 && col < PARO_PAIR_WARP_QA)
+                e += warp_sum[(w * PARO_PAIR_WARP_QA + col) * nk + kb];
+        }
+        const size_t at = head_tiles + (size_t)qa * nk + kb;
+        const unsigned long long sum = to_fixed(e);
+        if (sum)
+            atomicAdd(a.sum_a + at, sum);
+        if (acc_max[i])
+            atomicMax(a.max_a + at, acc_max[i]);
+    }
+}
+
 template <int D, bool SPLIT>
 __global__ void __launch_bounds__(kCtaRows, PARO_PAIR_MIN_BLOCKS) pair_pass_kernel(PairArgs args)
 {
@@ -219,26 +345,8 @@ __global__ void __launch_bounds__(kCtaRows, PARO_PAIR_MIN_BLOCKS) pair_pass_kern
     const size_t head_tiles = (size_t)head * args.tiles;
     cp_async_wait<0>();
     __syncthreads();
-    /* The rows' columns as mma B fragments: k-step mt covers the warp's rows
-     * 16 mt + k; column g is the warp's A query block g (g < 2) or B query
-     * block g - 2; counted rows only. */
     uint32_t rind[2][2];
-#pragma unroll
-    for (int mt = 0; mt < 2; mt++)
-#pragma unroll
-        for (int r2 = 0; r2 < 2; r2++) {
-            uint32_t bits = 0;
-#pragma unroll
-            for (int e = 0; e < 2; e++) {
-                const unsigned inf = __ldg(info + warp * kWarpRows + mt * 16 + 2 * q + 8 * r2 + e);
-                if (inf != PARO_PAIR_NO_ROW && (inf & PARO_PAIR_COUNTED)) {
-                    const unsigned col = group_col[warp][inf & 7u];
-                    if ((col & 15u) == (unsigned)g || 2 + (col >> 4) == (unsigned)g)
-                        bits |= PARO_PAIR_ROW_ONE << (16 * e);
-                }
-            }
-            rind[mt][r2] = bits;
-        }
+    column_indicator(rind, info, group_col[warp], warp, g, q);
     /* Where each unit's maxima go: its row of A's tiles in acc_max, its B
      * query block's slot in the staging; -1 for a unit without rows. */
     int a_row[2], b_slot[2];
@@ -389,22 +497,8 @@ __global__ void __launch_bounds__(kCtaRows, PARO_PAIR_MIN_BLOCKS) pair_pass_kern
             }
         }
         flush(cur[0], cur[1]);
-        if constexpr (kLog) {
-            /* The logged groups: lane (g, q) takes groups q, q + 4, ... for
-             * its own units, the quad's four entries in one 16-byte read. */
-            __syncwarp();
-            for (int gl = q; gl < n_groups; gl += 4) {
-                const uint4 v = *reinterpret_cast<const uint4 *>(group_log + gl * 32 + 4 * g);
-                const uint32_t both = max_f16x2(max_f16x2(v.x, v.y), max_f16x2(v.z, v.w));
-                const int kb = ch->kb_a[gl];
-                if (a_row[0] >= 0)
-                    atomicMax(acc_max + a_row[0] + kb, both & 0xFFFFu);
-                if (a_row[1] >= 0)
-                    atomicMax(acc_max + a_row[1] + kb, both >> 16);
-            }
-            step_top = max_f16x2(step_top, __shfl_xor_sync(0xffffffffu, step_top, 1));
-            step_top = max_f16x2(step_top, __shfl_xor_sync(0xffffffffu, step_top, 2));
-        }
+        if constexpr (kLog)
+            step_top = close_group_log(group_log, ch, n_groups, acc_max, a_row, step_top, g, q);
         /* B: the step is inside one key block; each unit's maximum goes to
          * its B query block's staged tile. */
         if (q == 0) {
@@ -414,69 +508,14 @@ __global__ void __launch_bounds__(kCtaRows, PARO_PAIR_MIN_BLOCKS) pair_pass_kern
                 atomicMax(&stage_max[buf][b_slot[1]], step_top >> 16);
         }
 
-        /* Sums: E = D x column indicator, E[sum row][column]: e[0], e[1] at
-         * row g, columns 2q and 2q + 1; e[2], e[3] at row g + 8. */
-        float e[4] = {0.f, 0.f, 0.f, 0.f};
-#pragma unroll
-        for (int mt = 0; mt < 2; mt++) {
-            const uint32_t a[4] = {pack_f16(dsum[mt][0][0], dsum[mt][0][1]),
-                                   pack_f16(dsum[mt][0][2], dsum[mt][0][3]),
-                                   pack_f16(dsum[mt][1][0], dsum[mt][1][1]),
-                                   pack_f16(dsum[mt][1][2], dsum[mt][1][3])};
-            mma_f16(e, a, rind[mt][0], rind[mt][1]);
-        }
-        if (q == 0) {
-            /* A: columns 0 and 1, the warp's A query blocks; row m is one
-             * of the step's distinct A key blocks, so each tile has one
-             * lane: a plain add into the warp's own sums. */
-            const int n_sums = ch->n_sums;
-#pragma unroll
-            for (int h = 0; h < 2; h++) {
-                const int m = g + 8 * h;
-                if (m < n_sums) {
-                    float *at = acc_sum + warp * PARO_PAIR_WARP_QA * nk + ch->kb_sum[m];
-                    at[0] += e[2 * h];
-                    at[nk] += e[2 * h + 1];
-                }
-            }
-        } else if (g == PARO_PAIR_SUM_ROWS - 8) {
-            /* B: row 15 (every key of the step), columns 2q and 2q + 1, the
-             * warp's B query blocks 2q - 2 and 2q - 1. */
-#pragma unroll
-            for (int i = 0; i < 2; i++) {
-                const unsigned slot = col_slot[warp][2 * q - 2 + i];
-                const float v = e[2 + i];
-                if (slot != 0xFFu && v > 0.f) {
-                    const unsigned long long f = to_fixed(v);
-                    atomicAdd(&stage_hi[buf][slot], (unsigned)(f >> 24));
-                    atomicAdd(&stage_lo[buf][slot], (unsigned)(f & 0xFFFFFFu));
-                }
-            }
-        }
+        add_step_sums(dsum, rind, ch, acc_sum, nk, col_slot[warp],
+                      stage_hi[buf], stage_lo[buf], warp, g, q);
     }
     __syncthreads();
     if (threadIdx.x < PARO_PAIR_MAX_QB)
         flush_stage(args, stage_hi[(args.n_chunks - 1) & 1], stage_lo[(args.n_chunks - 1) & 1],
                     stage_max[(args.n_chunks - 1) & 1], cta, head_tiles, kb_b_prev, nk);
-    /* The block's share of A's tiles: the warps' sums added in warp order. */
-    for (int i = threadIdx.x; i < PARO_PAIR_MAX_QA * nk; i += kCtaRows) {
-        const int qa = qa0 + i / nk, kb = i % nk;
-        if (qa >= args.nq)
-            break;
-        float e = 0.f;
-#pragma unroll
-        for (int w = 0; w < kCtaWarps; w++) {
-            const int col = qa - warp_qa0[w];
-            if (col >= 0 && col < PARO_PAIR_WARP_QA)
-                e += acc_sum[(w * PARO_PAIR_WARP_QA + col) * nk + kb];
-        }
-        const size_t at = head_tiles + (size_t)qa * nk + kb;
-        const unsigned long long sum = to_fixed(e);
-        if (sum)
-            atomicAdd(args.sum_a + at, sum);
-        if (acc_max[i])
-            atomicMax(args.max_a + at, acc_max[i]);
-    }
+    write_a_tiles(args, acc_sum, acc_max, warp_qa0, qa0, head_tiles, nk);
 }
 
 /* Adds the pass's fixed-point sums and f16 maxima to the layer's sums and
