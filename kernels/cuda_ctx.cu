@@ -308,9 +308,7 @@ extern "C" void paro_cuda_close(paro_cuda_ctx *ctx)
         cudaFree(t->warp_qb);
         cudaFree(t->cta_qa0);
         cudaFree(t->cta_qb);
-        cudaFree(t->warp_qbslot);
         cudaFree(t->warp_col);
-        cudaFree(t->warp_qa0);
         cudaFree(t->warp_qbcta);
         cudaFree(t->bind);
         cudaFree(t->chunk);
@@ -377,10 +375,7 @@ static paro_err open_pairs(paro_cuda_ctx *ctx, const paro_cuda_geometry *g, paro
             {(void **)&t->warp_qb, plan.warp_qb, warps * PARO_PAIR_MAX_ROW_GROUPS * sizeof *plan.warp_qb},
             {(void **)&t->cta_qa0, plan.cta_qa0, ctas * sizeof *plan.cta_qa0},
             {(void **)&t->cta_qb, plan.cta_qb, ctas * PARO_PAIR_MAX_QB * sizeof *plan.cta_qb},
-            {(void **)&t->warp_qbslot, plan.warp_qbslot,
-             warps * PARO_PAIR_MAX_ROW_GROUPS * sizeof *plan.warp_qbslot},
             {(void **)&t->warp_col, plan.warp_col, warps * PARO_PAIR_MAX_ROW_GROUPS * sizeof *plan.warp_col},
-            {(void **)&t->warp_qa0, plan.warp_qa0, warps * sizeof *plan.warp_qa0},
             {(void **)&t->warp_qbcta, plan.warp_qbcta, warps * PARO_PAIR_WARP_QB * sizeof *plan.warp_qbcta},
             {(void **)&t->chunk, plan.chunk, chunks * sizeof *plan.chunk},
             {(void **)&t->bind, plan.bind, chunks * 4 * 32 * 4 * sizeof *plan.bind},

@@ -61,8 +61,8 @@ struct PairArgs {
     const float *row_max, *row_inv;
     const int32_t *row_token;
     const uint8_t *row_info;
-    const uint32_t *warp_qb, *cta_qa0, *cta_qb, *perm_b, *warp_qa0;
-    const uint8_t *warp_qbslot, *warp_col, *warp_qbcta;
+    const uint32_t *warp_qb, *cta_qa0, *cta_qb, *perm_b;
+    const uint8_t *warp_col, *warp_qbcta;
     const unsigned char *chunk; /* paro_pair_chunk, 128 bytes each */
     const unsigned char *bind;  /* 2048 bytes a step */
     unsigned long long *sum_a, *sum_b;
@@ -224,11 +224,12 @@ __device__ __forceinline__ void add_step_sums(const float (&dsum)[2][2][4], cons
 }
 
 /* The block's share of A's tiles, to the pass's sums: the warps' sums
- * (warp_sum: [warp][A column][key block], the warp's first A query block
- * in warp_qa0) added in warp order, and the maxima ([A query block - qa0]
- * [key block]). */
+ * (warp_sum: [warp][A column][key block]; a warp's first A query block is
+ * its first row group's in group_qb) added in warp order, and the maxima
+ * ([A query block - qa0][key block]). */
 __device__ __forceinline__ void write_a_tiles(const PairArgs &a, const float *warp_sum,
-                                              const unsigned *acc_max, const int *warp_qa0,
+                                              const unsigned *acc_max,
+                                              const uint32_t (*group_qb)[PARO_PAIR_MAX_ROW_GROUPS],
                                               int qa0, size_t head_tiles, int nk)
 {
     for (int i = threadIdx.x; i < PARO_PAIR_MAX_QA * nk; i += kCtaRows) {
@@ -238,7 +239,7 @@ __device__ __forceinline__ void write_a_tiles(const PairArgs &a, const float *wa
         float e = 0.f;
 #pragma unroll
         for (int w = 0; w < kCtaWarps; w++) {
-            const int col = qa - warp_qa0[w];
+            const int col = qa - (int)(group_qb[w][0] & 0xFFFFu); /* paro_pair_warp_qa0 */
             if (col >= 0 && col < PARO_PAIR_WARP_QA)
                 e += warp_sum[(w * PARO_PAIR_WARP_QA + col) * nk + kb];
         }
@@ -260,10 +261,8 @@ __global__ void __launch_bounds__(kCtaRows, PARO_PAIR_MIN_BLOCKS) pair_pass_kern
     extern __shared__ __align__(128) unsigned char smem_raw[];
     unsigned char *const smem = aligned_smem(smem_raw);
     __shared__ uint32_t group_qb[kCtaWarps][PARO_PAIR_MAX_ROW_GROUPS];
-    __shared__ int group_slot[kCtaWarps][PARO_PAIR_MAX_ROW_GROUPS];
     __shared__ uint8_t group_col[kCtaWarps][PARO_PAIR_MAX_ROW_GROUPS];
     __shared__ uint8_t col_slot[kCtaWarps][PARO_PAIR_WARP_QB]; /* B column -> cta_qb index */
-    __shared__ int warp_qa0[kCtaWarps];
     /* B's tiles of the step, by B query block of the thread block: fixed-point
      * sum (bits 24 and up, low 24 bits) and maximum; two steps' worth, one
      * filled while the other goes to global memory. */
@@ -308,13 +307,10 @@ __global__ void __launch_bounds__(kCtaRows, PARO_PAIR_MIN_BLOCKS) pair_pass_kern
     if (lane < PARO_PAIR_MAX_ROW_GROUPS) {
         const size_t at = warp_at * PARO_PAIR_MAX_ROW_GROUPS + lane;
         group_qb[warp][lane] = __ldg(args.warp_qb + at);
-        group_slot[warp][lane] = __ldg(args.warp_qbslot + at);
         group_col[warp][lane] = __ldg(args.warp_col + at);
     }
     if (lane < PARO_PAIR_WARP_QB)
         col_slot[warp][lane] = __ldg(args.warp_qbcta + warp_at * PARO_PAIR_WARP_QB + lane);
-    if (lane == 0)
-        warp_qa0[warp] = (int)__ldg(args.warp_qa0 + warp_at);
     if (threadIdx.x < 2 * PARO_PAIR_MAX_QB) {
         (&stage_hi[0][0])[threadIdx.x] = 0u;
         (&stage_lo[0][0])[threadIdx.x] = 0u;
@@ -354,7 +350,7 @@ __global__ void __launch_bounds__(kCtaRows, PARO_PAIR_MIN_BLOCKS) pair_pass_kern
     for (int mt = 0; mt < 2; mt++) {
         const bool valid = ugroup[mt] < PARO_PAIR_MAX_ROW_GROUPS;
         a_row[mt] = valid ? ((int)(group_qb[warp][ugroup[mt]] & 0xFFFFu) - qa0) * nk : -1;
-        b_slot[mt] = valid ? group_slot[warp][ugroup[mt]] : -1;
+        b_slot[mt] = valid ? col_slot[warp][group_col[warp][ugroup[mt]] >> 4] : -1;
     }
     int kb_b_prev = 0;
     QFrags<D, SPLIT> qf;
@@ -515,7 +511,7 @@ __global__ void __launch_bounds__(kCtaRows, PARO_PAIR_MIN_BLOCKS) pair_pass_kern
     if (threadIdx.x < PARO_PAIR_MAX_QB)
         flush_stage(args, stage_hi[(args.n_chunks - 1) & 1], stage_lo[(args.n_chunks - 1) & 1],
                     stage_max[(args.n_chunks - 1) & 1], cta, head_tiles, kb_b_prev, nk);
-    write_a_tiles(args, acc_sum, acc_max, warp_qa0, qa0, head_tiles, nk);
+    write_a_tiles(args, acc_sum, acc_max, group_qb, qa0, head_tiles, nk);
 }
 
 /* Adds the pass's fixed-point sums and f16 maxima to the layer's sums and
@@ -599,9 +595,7 @@ cudaError_t paro_pair_run(const PairLaunch &l, const PairTables &t, const PairSu
     a.warp_qb = t.warp_qb;
     a.cta_qa0 = t.cta_qa0;
     a.cta_qb = t.cta_qb;
-    a.warp_qbslot = t.warp_qbslot;
     a.warp_col = t.warp_col;
-    a.warp_qa0 = t.warp_qa0;
     a.warp_qbcta = t.warp_qbcta;
     a.perm_b = t.perm_b;
     a.chunk = reinterpret_cast<const unsigned char *>(t.chunk);

@@ -21,8 +21,8 @@
 struct PairTables {
     int32_t *row_token;
     uint8_t *row_info;
-    uint32_t *warp_qb, *cta_qa0, *cta_qb, *perm_b, *bind, *warp_qa0;
-    uint8_t *warp_qbslot, *warp_col, *warp_qbcta;
+    uint32_t *warp_qb, *cta_qa0, *cta_qb, *perm_b, *bind;
+    uint8_t *warp_col, *warp_qbcta;
     paro_pair_chunk *chunk;
     uint32_t n_ctas, n_chunks;
     int slot_a, slot_b;

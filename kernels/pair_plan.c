@@ -11,9 +11,7 @@ void paro_pair_plan_free(paro_pair_plan *p)
     free(p->warp_qb);
     free(p->cta_qa0);
     free(p->cta_qb);
-    free(p->warp_qbslot);
     free(p->warp_col);
-    free(p->warp_qa0);
     free(p->warp_qbcta);
     free(p->chunk);
     free(p->bind);
@@ -93,16 +91,13 @@ paro_err paro_pair_plan_build(paro_pair_plan *p, const uint32_t *perm_a, const u
     p->warp_qb = malloc((size_t)p->n_warps * PARO_PAIR_MAX_ROW_GROUPS * sizeof *p->warp_qb);
     p->cta_qa0 = malloc((size_t)p->n_ctas * sizeof *p->cta_qa0);
     p->cta_qb = malloc((size_t)p->n_ctas * PARO_PAIR_MAX_QB * sizeof *p->cta_qb);
-    p->warp_qbslot = calloc((size_t)p->n_warps * PARO_PAIR_MAX_ROW_GROUPS, 1);
     p->warp_col = calloc((size_t)p->n_warps * PARO_PAIR_MAX_ROW_GROUPS, 1);
-    p->warp_qa0 = calloc(p->n_warps, sizeof *p->warp_qa0);
     p->warp_qbcta = malloc((size_t)p->n_warps * PARO_PAIR_WARP_QB);
     p->chunk = calloc(p->n_chunks, sizeof *p->chunk);
     p->bind = calloc((size_t)p->n_chunks * 4 * 32 * 4, sizeof *p->bind);
     paro_err rc = PARO_OK;
     if (!p->row_token || !p->row_info || !p->warp_qb || !p->cta_qa0 || !p->cta_qb ||
-        !p->warp_qbslot || !p->warp_col || !p->warp_qa0 || !p->warp_qbcta || !p->chunk ||
-        !p->bind) {
+        !p->warp_col || !p->warp_qbcta || !p->chunk || !p->bind) {
         paro_pair_plan_free(p);
         rc = paro_error(ei, PARO_ERR_NOMEM, NULL, PARO_NO_OFFSET, "out of memory");
         goto out;
@@ -159,7 +154,6 @@ paro_err paro_pair_plan_build(paro_pair_plan *p, const uint32_t *perm_a, const u
                     }
                     qbs[n_qb++] = qb;
                 }
-                p->warp_qbslot[(size_t)w * PARO_PAIR_MAX_ROW_GROUPS + r] = (uint8_t)slot;
             }
         if (lo == UINT32_MAX)
             lo = hi = 0;
@@ -173,16 +167,16 @@ paro_err paro_pair_plan_build(paro_pair_plan *p, const uint32_t *perm_a, const u
      * 32 rows, as a block has at least 64) and its B query blocks. */
     for (uint32_t w = 0; w < p->n_warps; w++) {
         const uint32_t *groups = p->warp_qb + (size_t)w * PARO_PAIR_MAX_ROW_GROUPS;
-        const uint8_t *cta_slot = p->warp_qbslot + (size_t)w * PARO_PAIR_MAX_ROW_GROUPS;
+        const uint32_t *cta_qbs = p->cta_qb + (size_t)(w / warps_per_cta) * PARO_PAIR_MAX_QB;
         uint8_t *col = p->warp_col + (size_t)w * PARO_PAIR_MAX_ROW_GROUPS;
         uint8_t *qbcta = p->warp_qbcta + (size_t)w * PARO_PAIR_WARP_QB;
         uint32_t qbs[PARO_PAIR_WARP_QB], n_qb = 0;
         memset(qbcta, 0xFF, PARO_PAIR_WARP_QB);
-        p->warp_qa0[w] = groups[0] == PARO_PAIR_NO_GROUP ? 0 : groups[0] & 0xFFFFu;
+        const uint32_t qa0 = paro_pair_warp_qa0(groups);
         for (uint32_t r = 0; r < PARO_PAIR_MAX_ROW_GROUPS && groups[r] != PARO_PAIR_NO_GROUP; r++) {
             const uint32_t qa = groups[r] & 0xFFFFu, qb = groups[r] >> 16;
-            if (qa - p->warp_qa0[w] >= PARO_PAIR_WARP_QA) {
-                rc = too_big(p, ei, "A query blocks in 32 rows", qa - p->warp_qa0[w] + 1,
+            if (qa - qa0 >= PARO_PAIR_WARP_QA) {
+                rc = too_big(p, ei, "A query blocks in 32 rows", qa - qa0 + 1,
                              PARO_PAIR_WARP_QA);
                 goto out;
             }
@@ -195,9 +189,12 @@ paro_err paro_pair_plan_build(paro_pair_plan *p, const uint32_t *perm_a, const u
                     goto out;
                 }
                 qbs[n_qb++] = qb;
-                qbcta[b] = cta_slot[r];
+                uint32_t slot = 0; /* the thread block's list has it (above) */
+                while (cta_qbs[slot] != qb)
+                    slot++;
+                qbcta[b] = (uint8_t)slot;
             }
-            col[r] = (uint8_t)((qa - p->warp_qa0[w]) | b << 4);
+            col[r] = (uint8_t)((qa - qa0) | b << 4);
         }
     }
 

@@ -82,11 +82,10 @@ typedef struct paro_pair_plan {
     uint32_t *warp_qb;      /* [n_warps][8]: qa | qb << 16 per row group */
     uint32_t *cta_qa0;      /* [n_ctas]: the thread block's first A query block */
     uint32_t *cta_qb;       /* [n_ctas][PARO_PAIR_MAX_QB]: its B query blocks, 0xFFFF unused */
-    uint8_t *warp_qbslot;   /* [n_warps][8]: each row group's index in cta_qb */
     /* [n_warps][8]: each row group's columns, its A query block's (0 or 1:
-     * warp_qa0 + column) | its B query block's (0..5) << 4 */
+     * paro_pair_warp_qa0 + column) | its B query block's (0..5) << 4; the
+     * row group's index in cta_qb is warp_qbcta[its B column] */
     uint8_t *warp_col;
-    uint32_t *warp_qa0;     /* [n_warps]: the warp's first A query block */
     uint8_t *warp_qbcta;    /* [n_warps][6]: each B column's index in cta_qb, 0xFF none */
     paro_pair_chunk *chunk; /* [n_chunks] */
     /* [n_chunks][4 k-steps][32 lanes][4]: the mma A fragments of the
@@ -104,6 +103,13 @@ typedef struct paro_pair_plan {
 static inline uint32_t paro_pair_smem_row(uint32_t s)
 {
     return (s & 16u) + ((s & 15u) >> 1) + ((s & 1u) << 3);
+}
+
+/* A warp's first A query block, from its warp_qb row: its first row
+ * group's (0xFFFF for a warp without rows, which has no columns). */
+static inline uint32_t paro_pair_warp_qa0(const uint32_t *warp_qb)
+{
+    return warp_qb[0] & 0xFFFFu;
 }
 
 /* Builds the tables for rows in order perm_a and keys in order perm_b
