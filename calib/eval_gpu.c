@@ -4,7 +4,7 @@
  * evaluation kernels (kernels/eval.cu, f32); rows whose kept sum of
  * exponentials underflows f32 are redone here in fp64 by the reference's own
  * code. */
-#include "eval_internal.h"
+#include "eval_gpu.h"
 
 #include <stdlib.h> /* malloc, free */
 #include <string.h> /* memset, memcpy */

@@ -1,14 +1,14 @@
-/* paro — what calib/eval.c (the CPU reference and driver of `paro eval`)
- * shares with calib/eval_gpu.c (its GPU path).  Not a public header. */
-#ifndef PARO_EVAL_INTERNAL_H_7c2e9d41
-#define PARO_EVAL_INTERNAL_H_7c2e9d41
+/* paro — one layer's evaluation, as both paths of `paro eval` see it
+ * (calib/eval.c, the CPU reference and the driver; calib/eval_gpu.c, the
+ * GPU path): the layer's context and masks, and the row and head code both
+ * use (calib/eval_layer.c).  Not a public header. */
+#ifndef PARO_EVAL_LAYER_H_7c2e9d41
+#define PARO_EVAL_LAYER_H_7c2e9d41
 
 #include <stddef.h> /* size_t */
 #include <stdint.h> /* uint8_t, uint32_t */
 
-#include "backend.h"    /* paro_backend */
 #include "eval.h"       /* paro_eval_config */
-#include "kernels.h"    /* paro_cuda_eval */
 #include "stats.h"      /* paro_block_stats */
 #include "tile_stats.h" /* paro_tiling */
 
@@ -64,6 +64,18 @@ static inline double *mask_density_at(const layer_ctx *cx, uint32_t h, size_t se
     return cx->mask_density + ((size_t)h * cx->n_sets + set) * cx->n_buckets + b;
 }
 
+/* ---- the row and head code (calib/eval_layer.c) ---- */
+
+/* Positions [lo, hi) of key block b of an order (the last one may be short). */
+static inline void paro_eval_key_block_range(const paro_tiling *t, uint32_t b, size_t *lo,
+                                             size_t *hi)
+{
+    *lo = (size_t)b * t->block_k;
+    *hi = *lo + t->block_k;
+    if (*hi > t->n_tokens)
+        *hi = t->n_tokens;
+}
+
 /* e[j] = exp(scale * (s[j] - max s)); returns their sum (in j order). */
 double paro_eval_row_exponentials(const double *s, size_t n, double scale, double *e);
 /* The output of one row with softmax over the kept entries only, from their
@@ -74,31 +86,5 @@ void paro_eval_kept_softmax_row(const paro_tiling *t, const uint32_t *perm, cons
 /* One head's sums on one sample into its metrics. */
 void paro_eval_add_head_result(layer_ctx *cx, uint32_t h, double norm_o, const mask_sums *sums,
                                const double quant_capture[2], const double quant_chosen[2]);
-
-/* ---- the GPU path (calib/eval_gpu.c) ---- */
-
-/* What `--device cuda` adds: the tile statistics of the basis samples from
- * the calibration backend's kernels, and the evaluation kernels for the
- * samples (kernels/eval.cu, f32); rows whose kept sum of exponentials
- * underflows f32 are redone here in fp64 by the reference's own code. */
-typedef struct paro_eval_gpu {
-    paro_backend stats;      /* the CUDA calibration backend */
-    paro_cuda_eval *ev;
-    int *slot;               /* [heads][2] */
-    int *set_side;           /* [n_sets] */
-    uint8_t *keep;           /* [heads][n_sets][nt]: the sample's bucket */
-    paro_cuda_eval_out out;
-    mask_sums *sums;         /* [n_sets], one head's */
-    double *row_s, *row_e;   /* [n]: one row's scores and exponentials */
-} paro_eval_gpu;
-
-/* PARO_ERR_NO_CUDA without a device, PARO_ERR_USAGE when the kernels do not
- * take the shape. */
-paro_err paro_eval_gpu_open(paro_eval_gpu *g, const paro_tiling *t, const paro_plan *plan,
-                            size_t n_sets, paro_errinfo *ei);
-void paro_eval_gpu_close(paro_eval_gpu *g);
-/* Evaluates the sample in cx->q, k, v (the context's buffers, from
- * paro_cuda_eval_buffers) and adds each head's metrics. */
-paro_err paro_eval_gpu_sample(layer_ctx *cx, paro_eval_gpu *g, paro_errinfo *ei);
 
 #endif
