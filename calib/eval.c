@@ -420,7 +420,7 @@ static double exact_pass(const head_view *hv, worker_space *sp)
         for (size_t r = 0; r < rows; r++) {
             const size_t i = i0 + r;
             const double *s = sp->panel + r * n;
-            const double z = paro_eval_row_exponentials(s, n, hv->scale, sp->e);
+            const double z = paro_row_exponentials(s, n, hv->scale, sp->e);
             for (int u = 0; u < hv->n_u; u++)
                 block_sums(t, t->perm[hv->slot[u]], sp->e, hv->v, d, sp->zb + u * nk,
                            sp->ub + (size_t)u * nk * d);
@@ -534,7 +534,7 @@ static void quant_pass(const head_view *hv, worker_space *sp, int slot, double e
                 panel_scores(sp->qrows, rows, sp->kt, n, d, sp->panel);
                 for (size_t r = 0; r < rows; r++) {
                     const size_t i = perm[p0 + r];
-                    const double z = paro_eval_row_exponentials(sp->panel + r * n, n, hv->scale, sp->e);
+                    const double z = paro_row_exponentials(sp->panel + r * n, n, hv->scale, sp->e);
                     if (pass == 1) {
                         memset(o8, 0, d * sizeof *o8);
                         memset(o4, 0, d * sizeof *o4);

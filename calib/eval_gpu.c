@@ -100,7 +100,7 @@ static void redo_row(const layer_ctx *cx, paro_eval_gpu *g, uint32_t h, size_t s
             acc += (double)q[c] * k[j * d + c];
         s[j] = acc;
     }
-    const double z = paro_eval_row_exponentials(s, n, cx->scale, e);
+    const double z = paro_row_exponentials(s, n, cx->scale, e);
     double o[128], om[128]; /* the eval kernels take head_dim <= 128 */
     for (size_t c = 0; c < d; c++) {
         double acc = 0.0;

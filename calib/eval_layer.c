@@ -1,27 +1,12 @@
 /* paro — what both paths of `paro eval` share (calib/eval.c, the fp64
  * reference on the CPU, and calib/eval_gpu.c, which redoes rows the f32
- * kernels cannot hold in the same code): a row's exponentials, a row's
- * softmax over its kept blocks only, and a head's sums on a sample into its
- * metrics. */
+ * kernels cannot hold in the same code): a row's softmax over its kept
+ * blocks only, and a head's sums on a sample into its metrics.  (A row's
+ * exponentials are the calibration reference's, paro_row_exponentials.) */
 #include "eval_layer.h"
 
 #include <math.h>   /* exp, sqrt, INFINITY */
 #include <string.h> /* memset */
-
-/* e[j] = exp(scale * (s[j] - max s)); returns their sum (in j order). */
-double paro_eval_row_exponentials(const double *s, size_t n, double scale, double *e)
-{
-    double smax = s[0];
-    for (size_t j = 1; j < n; j++)
-        if (s[j] > smax)
-            smax = s[j];
-    double z = 0.0;
-    for (size_t j = 0; j < n; j++) {
-        e[j] = exp(scale * (s[j] - smax));
-        z += e[j];
-    }
-    return z;
-}
 
 /* The output of one row with softmax over the kept entries only, from their
  * own maximum (for rows whose kept sum underflowed); zero for a row that

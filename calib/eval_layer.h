@@ -76,8 +76,6 @@ static inline void paro_eval_key_block_range(const paro_tiling *t, uint32_t b, s
         *hi = t->n_tokens;
 }
 
-/* e[j] = exp(scale * (s[j] - max s)); returns their sum (in j order). */
-double paro_eval_row_exponentials(const double *s, size_t n, double scale, double *e);
 /* The output of one row with softmax over the kept entries only, from their
  * own maximum; zero for a row that keeps nothing. */
 void paro_eval_kept_softmax_row(const paro_tiling *t, const uint32_t *perm, const uint8_t *row,

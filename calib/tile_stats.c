@@ -158,17 +158,7 @@ void paro_tile_stats_cpu(const paro_tiling *t, const float *q, const float *k,
         }
         for (size_t r = 0; r < rows; r++) {
             const size_t i = i0 + r;
-            const double *s = panel + r * n;
-            double smax = s[0];
-            for (size_t j = 1; j < n; j++)
-                if (s[j] > smax)
-                    smax = s[j];
-            double denom = 0.0;
-            for (size_t j = 0; j < n; j++) {
-                e[j] = exp(scale * (s[j] - smax));
-                denom += e[j];
-            }
-            const double inv = 1.0 / denom;
+            const double inv = 1.0 / paro_row_exponentials(panel + r * n, n, scale, e);
             for (int slot = 0; slot < t->n_slots; slot++) {
                 const uint32_t *perm = t->perm[slot];
                 double *mrow = mass + (size_t)slot * nt + (size_t)t->qblock[slot][i] * nk;

@@ -15,6 +15,7 @@
 #ifndef PARO_TILE_STATS_H_8a60d3f5
 #define PARO_TILE_STATS_H_8a60d3f5
 
+#include <math.h>   /* exp */
 #include <stddef.h> /* size_t */
 #include <stdint.h> /* uint32_t */
 
@@ -66,6 +67,23 @@ int paro_tiling_kblock_has_text(const paro_tiling *t, uint32_t b);
 
 /* Scratch bytes paro_tile_stats_cpu needs for this tiling and head_dim. */
 size_t paro_tile_stats_scratch_bytes(const paro_tiling *t, uint32_t head_dim);
+
+/* A row's softmax numerators as the CPU references take them (calibration
+ * here, `paro eval` in calib/eval.c): e[j] = exp(scale * (s[j] - max s));
+ * returns their sum, added in j order. */
+static inline double paro_row_exponentials(const double *s, size_t n, double scale, double *e)
+{
+    double smax = s[0];
+    for (size_t j = 1; j < n; j++)
+        if (s[j] > smax)
+            smax = s[j];
+    double sum = 0.0;
+    for (size_t j = 0; j < n; j++) {
+        e[j] = exp(scale * (s[j] - smax));
+        sum += e[j];
+    }
+    return sum;
+}
 
 /* q, k: [N][head_dim] f32 of one head.  mass, peak: [n_slots][nq * nk],
  * overwritten.  scratch: paro_tile_stats_scratch_bytes() bytes, 16-aligned. */
