@@ -4,7 +4,11 @@ DESIGN.md (48 heads, grid 13x30x45 + 226 text tokens, d = 64, bf16, blocks
 64), against yardsticks measured in the same run on the same GPU:
 
 1. flash_fwd_ms: PyTorch scaled_dot_product_attention forward of the layer
-   with the flash backend;
+   with the flash backend; and cudnn_fwd_ms, the same with the cuDNN
+   backend (FlashAttention 3's techniques on Hopper, the fastest forward
+   torch has there; null where torch lacks it), as the state of the art's
+   rate over the map: each forward takes one exponential per element, as
+   each of paro's sweeps does;
 2. naive_torch_ms: what a user would write instead: per head the fp32
    softmax map, then for each of the six orders the permuted map cut into
    tiles, summed and maxed; and naive_torch_permute_qk_ms, the other natural
@@ -190,6 +194,14 @@ def main():
     qb, kb, vb = (x.unsqueeze(0) for x in (q, k, v))
     with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):
         result["flash_fwd_ms"] = cuda_ms(lambda: F.scaled_dot_product_attention(qb, kb, vb), 5, 20)
+    try:
+        with sdpa_kernel([SDPBackend.CUDNN_ATTENTION]):
+            result["cudnn_fwd_ms"] = cuda_ms(lambda: F.scaled_dot_product_attention(qb, kb, vb), 5, 20)
+    except RuntimeError as e:  # no cuDNN attention in this torch or on this GPU
+        print(f"cudnn forward: {e}", file=sys.stderr)
+        result["cudnn_fwd_ms"] = None
+    # elements of the map (heads x tokens^2) per millisecond, to compare rates
+    result["map_elements"] = HEADS * n * n
 
     # 2. naive PyTorch calibration
     perms = [permutation(o, GRID, TEXT).cuda() for o in ORDERS]
@@ -226,6 +238,8 @@ def main():
     result["paro_command_ms"] = statistics.median(times)
 
     result["ratio_kernel_to_flash"] = result["paro_kernel_ms"] / result["flash_fwd_ms"]
+    if result["cudnn_fwd_ms"]:
+        result["ratio_kernel_to_cudnn"] = result["paro_kernel_ms"] / result["cudnn_fwd_ms"]
     result["speedup_vs_naive"] = result["naive_torch_ms"] / result["paro_kernel_ms"]
     result["speedup_vs_naive_permute_qk"] = result["naive_torch_permute_qk_ms"] / result["paro_kernel_ms"]
 
