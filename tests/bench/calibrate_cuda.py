@@ -5,8 +5,8 @@ DESIGN.md (48 heads, grid 13x30x45 + 226 text tokens, d = 64, bf16, blocks
 
 1. flash_fwd_ms: PyTorch scaled_dot_product_attention forward of the layer
    with the flash backend; and cudnn_fwd_ms, the same with the cuDNN
-   backend (FlashAttention 3's techniques on Hopper, the fastest forward
-   torch has there; null where torch lacks it), as the state of the art's
+   backend (NVIDIA's fused attention, the fastest forward torch has on
+   Hopper; null where torch lacks it), as the state of the art's
    rate over the map: each forward takes one exponential per element, as
    each of paro's sweeps does;
 2. naive_torch_ms: what a user would write instead: per head the fp32
