@@ -38,9 +38,10 @@ paro_err paro_synth_check(const paro_synth_config *c, paro_errinfo *ei);
 int paro_synth_planted_axis(const paro_synth_config *c, uint32_t layer, uint32_t head);
 
 /* Q, K and V of one layer of one sample, [heads][N][D] f32 each (any may be
- * NULL to skip it). */
+ * NULL to skip it), the heads on up to `threads` threads: each writes its
+ * own heads, so the values are the same whatever the count. */
 void paro_synth_layer(const paro_synth_config *c, uint32_t sample, uint32_t layer,
-                      float *q, float *k, float *v);
+                      float *q, float *k, float *v, int threads);
 
 /* Diffusion timestep of a sample: whole numbers spread evenly over (0, 1000). */
 double paro_synth_timestep(const paro_synth_config *c, uint32_t sample);

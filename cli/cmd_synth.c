@@ -38,7 +38,9 @@ static const cli_help help = {
         "      --model NAME        model name in the manifest [default: paro-synth]\n"
         "      --seed S            random seed [default: a new one, printed]\n"
         "  -f, --force             overwrite an existing capture in DIR\n"
-        "      --json              print the planted axis of every head as JSON",
+        "      --json              print the planted axis of every head as JSON\n"
+        "  -j, --threads N         worker threads [default: all cores]; the bytes are\n"
+        "                          the same for any N",
     .examples = "  paro synth -o capture --seed 1\n"
                 "  paro synth -o big --grid 13x30x45 --text 226 --heads 48 --samples 1",
 };
@@ -77,7 +79,7 @@ typedef struct fill_state {
     uint32_t sample, n_tokens;
     size_t per_tensor;
     paro_dtype dtype;
-    int kinds, nhd;
+    int kinds, nhd, threads;
     float *f32[3], *transposed;
 } fill_state;
 
@@ -88,7 +90,8 @@ static paro_err fill_tensor(void *user, size_t index, void *dst, paro_errinfo *e
     const int kind = (int)(index % (size_t)fs->kinds);
     (void)ei;
     if (kind == 0)
-        paro_synth_layer(fs->c, fs->sample, layer, fs->f32[0], fs->f32[1], fs->f32[2]);
+        paro_synth_layer(fs->c, fs->sample, layer, fs->f32[0], fs->f32[1], fs->f32[2],
+                         fs->threads);
     const float *src = fs->f32[kind];
     if (fs->nhd) {
         to_nhd(src, fs->transposed, fs->c->heads, fs->n_tokens, fs->c->head_dim);
@@ -198,6 +201,7 @@ int cmd_synth(int argc, char **argv)
         {"seed", required_argument, NULL, OPT_SEED},
         {"force", no_argument, NULL, 'f'},
         {"json", no_argument, NULL, OPT_JSON},
+        {"threads", required_argument, NULL, 'j'},
         {NULL, 0, NULL, 0},
     };
     paro_synth_config c = {.grid = {5, 12, 16},
@@ -209,10 +213,11 @@ int cmd_synth(int argc, char **argv)
     const char *dir = NULL, *model = "paro-synth";
     paro_dtype dtype = PARO_DTYPE_BF16;
     paro_layout layout = PARO_LAYOUT_HND;
-    int with_v = 1, force = 0, json = 0, seed_given = 0;
+    int with_v = 1, force = 0, json = 0, seed_given = 0, threads = cli_cores();
     int opt;
-    while ((opt = cli_getopt(argc, argv, "o:f", longopts, "synth", &help)) != -1) {
+    while ((opt = cli_getopt(argc, argv, "o:fj:", longopts, "synth", &help)) != -1) {
         int bad = 0;
+        uint32_t u;
         switch (opt) {
         case CLI_OPT_HANDLED: break;
         case CLI_OPT_HELP: cli_help_print(stdout, "synth", &help); return EXIT_OK;
@@ -258,6 +263,10 @@ int cmd_synth(int argc, char **argv)
             seed_given = 1;
             break;
         case OPT_JSON: json = 1; break;
+        case 'j':
+            bad = cli_parse_u32("--threads", optarg, 1, 1024, &u);
+            threads = (int)u;
+            break;
         default: return EXIT_USAGE;
         }
         if (bad)
@@ -293,7 +302,8 @@ int cmd_synth(int argc, char **argv)
     const uint32_t n = c.text_tokens + c.grid[0] * c.grid[1] * c.grid[2];
     const size_t per_tensor = (size_t)c.heads * n * c.head_dim;
     fill_state fs = {.c = &c, .n_tokens = n, .per_tensor = per_tensor, .dtype = dtype,
-                     .kinds = with_v ? 3 : 2, .nhd = layout == PARO_LAYOUT_NHD};
+                     .kinds = with_v ? 3 : 2, .nhd = layout == PARO_LAYOUT_NHD,
+                     .threads = threads};
     for (int kind = 0; kind < fs.kinds; kind++)
         fs.f32[kind] = malloc(per_tensor * sizeof(float));
     fs.transposed = fs.nhd ? malloc(per_tensor * sizeof(float)) : NULL;

@@ -804,7 +804,7 @@ static void planted_recovery(paro_dtype dtype, uint32_t grid0, uint32_t grid1, u
         ck_assert_int_eq(paro_block_stats_init(&st, c.heads, 1, (uint32_t)t.n_slots, t.nq, t.nk, &ei),
                          PARO_OK);
         for (uint32_t s = 0; s < c.samples; s++) {
-            paro_synth_layer(&c, s, l, q, k, NULL);
+            paro_synth_layer(&c, s, l, q, k, NULL, 1);
             if (dtype != PARO_DTYPE_F32) { /* what a bf16/f16 capture holds */
                 paro_convert_from_f32(dtype, q, half, per);
                 paro_convert_to_f32(dtype, half, q, per);
@@ -864,10 +864,13 @@ START_TEST(synth_is_deterministic_and_plants_only_real_axes)
                            .head_dim = 8, .samples = 2, .seed = 5};
     const size_t per = (size_t)c.heads * 27 * 8;
     float *a = malloc(per * 4), *b = malloc(per * 4);
-    paro_synth_layer(&c, 1, 2, a, NULL, NULL);
-    paro_synth_layer(&c, 1, 2, b, NULL, NULL);
+    paro_synth_layer(&c, 1, 2, a, NULL, NULL, 1);
+    paro_synth_layer(&c, 1, 2, b, NULL, NULL, 1);
     ck_assert_mem_eq(a, b, per * 4);
-    paro_synth_layer(&c, 0, 2, b, NULL, NULL);
+    memset(b, 0, per * 4);
+    paro_synth_layer(&c, 1, 2, b, NULL, NULL, 5); /* heads over threads: the same values */
+    ck_assert_mem_eq(a, b, per * 4);
+    paro_synth_layer(&c, 0, 2, b, NULL, NULL, 1);
     ck_assert_int_ne(memcmp(a, b, per * 4), 0); /* samples differ */
     int seen[3] = {0, 0, 0};
     for (uint32_t l = 0; l < c.layers; l++)

@@ -235,7 +235,7 @@ static void planted_parity(const uint32_t grid[3], uint32_t text, uint32_t heads
     ck_assert_int_eq(paro_cuda_layer_begin(ctx, &ei), PARO_OK);
     float *q, *k;
     ck_assert_int_eq(paro_cuda_next_buffers(ctx, &q, &k, &ei), PARO_OK);
-    paro_synth_layer(&sc, 0, 0, q, k, NULL);
+    paro_synth_layer(&sc, 0, 0, q, k, NULL, 8);
     uint16_t *half = malloc(count * sizeof *half);
     paro_convert_from_f32(PARO_DTYPE_BF16, q, half, count);
     paro_convert_to_f32(PARO_DTYPE_BF16, half, q, count);

@@ -270,7 +270,7 @@ char *tu_write_capture(const char *dir, const tu_capture *cs)
         size_t nt = 0;
         for (uint32_t l = 0; l < cs->layers; l++) {
             float *q = buf + (3 * l) * per, *k = q + per, *v = k + per;
-            paro_synth_layer(&c, s, l, q, k, v);
+            paro_synth_layer(&c, s, l, q, k, v, 1);
             if (cs->spike)
                 for (uint32_t h = 0; h < cs->heads; h++) {
                     float *qh = q + (size_t)h * n * cs->d, *kh = k + (size_t)h * n * cs->d;
