@@ -354,3 +354,12 @@ int cli_cores(void)
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     return cores > 0 && cores < INT_MAX ? (int)cores : 1;
 }
+
+int cli_parse_threads(const char *s, int *threads)
+{
+    uint32_t n;
+    if (cli_parse_u32("--threads", s, 1, 1024, &n))
+        return EXIT_USAGE;
+    *threads = (int)n;
+    return 0;
+}

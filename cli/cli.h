@@ -99,6 +99,8 @@ int cli_parse_list(const char *opt, const char *s, uint32_t limit, uint32_t **ou
 
 /* The cores online: the default of -j (at least 1). */
 int cli_cores(void);
+/* -j / --threads N, 1 <= N <= 1024, into *threads; nonzero after a message. */
+int cli_parse_threads(const char *s, int *threads);
 
 /* Progress bar on stderr (only when enabled: see g_progress). */
 typedef struct cli_progress {

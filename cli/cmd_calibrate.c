@@ -227,9 +227,6 @@ static uint64_t cgroup_memory_limit(void)
     return limit;
 }
 
-/* --gpus: "all" (-2), or device numbers and ranges ("0,1", "0-3"; a device
- * may be named twice: two threads share it) into out.  The count, or -1
- * after a message. */
 /* --gpus' devices in the order given, repeats kept (two host threads may
  * share a GPU: tests/cuda/cli_parity.sh runs "--gpus 0,0"). */
 typedef struct gpu_list {
@@ -249,7 +246,8 @@ static int gpu_item(char *item, void *user)
     return 0;
 }
 
-/* The count, -2 for "all", -1 after a usage error. */
+/* --gpus: "all", or device numbers and ranges ("0,1", "0-3") into out.  The
+ * count, -2 for "all", -1 after a usage error. */
 static int parse_gpus(const char *arg, int out[PARO_CALIB_MAX_GPUS])
 {
     if (!strcmp(arg, "all"))
@@ -301,7 +299,6 @@ int cmd_calibrate(int argc, char **argv)
     int opt;
     while ((opt = cli_getopt(argc, argv, "m:o:j:", longopts, "calibrate", &help)) != -1) {
         int bad = 0;
-        uint32_t u;
         switch (opt) {
         case CLI_OPT_HANDLED: break;
         case CLI_OPT_HELP: cli_help_print(stdout, "calibrate", &help); return EXIT_OK;
@@ -354,10 +351,7 @@ int cmd_calibrate(int argc, char **argv)
             break;
         case OPT_RESUME: cfg.resume = 1; break;
         case OPT_MAX_MEMORY: bad = cli_parse_size("--max-memory", optarg, &cfg.max_memory); break;
-        case 'j':
-            bad = cli_parse_u32("--threads", optarg, 1, 1024, &u);
-            cfg.threads = (int)u;
-            break;
+        case 'j': bad = cli_parse_threads(optarg, &cfg.threads); break;
         default: return EXIT_USAGE;
         }
         if (bad)

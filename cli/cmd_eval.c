@@ -405,7 +405,6 @@ int cmd_eval(int argc, char **argv)
     int json = 0, opt;
     while ((opt = cli_getopt(argc, argv, "m:p:j:", longopts, "eval", &help)) != -1) {
         int bad = 0;
-        uint32_t u;
         switch (opt) {
         case CLI_OPT_HANDLED: break;
         case CLI_OPT_HELP:
@@ -433,10 +432,7 @@ int cmd_eval(int argc, char **argv)
                 bad = cli_usage_error("eval ", &help, "--device must be auto, cpu or cuda, not '%s'",
                                       optarg);
             break;
-        case 'j':
-            bad = cli_parse_u32("--threads", optarg, 1, 1024, &u);
-            cfg.threads = (int)u;
-            break;
+        case 'j': bad = cli_parse_threads(optarg, &cfg.threads); break;
         default: bad = EXIT_USAGE; break;
         }
         if (bad) {

@@ -217,7 +217,6 @@ int cmd_synth(int argc, char **argv)
     int opt;
     while ((opt = cli_getopt(argc, argv, "o:fj:", longopts, "synth", &help)) != -1) {
         int bad = 0;
-        uint32_t u;
         switch (opt) {
         case CLI_OPT_HANDLED: break;
         case CLI_OPT_HELP: cli_help_print(stdout, "synth", &help); return EXIT_OK;
@@ -263,10 +262,7 @@ int cmd_synth(int argc, char **argv)
             seed_given = 1;
             break;
         case OPT_JSON: json = 1; break;
-        case 'j':
-            bad = cli_parse_u32("--threads", optarg, 1, 1024, &u);
-            threads = (int)u;
-            break;
+        case 'j': bad = cli_parse_threads(optarg, &threads); break;
         default: return EXIT_USAGE;
         }
         if (bad)
